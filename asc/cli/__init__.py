@@ -1,0 +1,50 @@
+"""The ``asc`` command line: one thin command per verb; the work lives in the library.
+
+Each module in this package defines ``register(subparsers)`` adding its verbs; each verb's handler takes the parsed
+arguments and returns an exit code. Errors derived from :class:`asc.errors.AscError` become one clear line on
+stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from asc.errors import AscError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asc",
+        description="Low-complexity acoustic scene classification: data, teachers, students, budget, INT8, submissions.",
+        epilog="Start with `asc demo`; every verb has --help with an example.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except AscError as e:
+        print(f"asc {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"asc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets in the TAU Urban Acoustic Scenes 2022 Mobile layout."""

@@ -1,0 +1,187 @@
+"""One model registry: name -> (typed config, builder, front end, role, pretrained sources).
+
+Families register themselves in their own modules (``asc/models/<family>.py``) with :func:`register`;
+``build_model("baseline24", {"base_channels": 24}, n_classes=10)`` builds one anywhere in the toolkit.
+A *model bundle* (:func:`save_bundle` / :func:`load_bundle`) is the portable checkpoint every command exchanges:
+the network's state dict plus everything needed to rebuild it and its front end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from asc.config import from_dict, to_dict
+from asc.errors import CheckpointError, ConfigError
+from asc.fileio import torch_save
+
+FAMILY_MODULES = ("baseline24", "cpmobile", "cpresnet", "passt", "efficientat")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model."""
+
+    name: str
+    config_cls: type  # dataclass with an ``n_classes`` field
+    build: Callable[[Any], nn.Module]
+    frontend: str  # front-end name in asc.frontend
+    frontend_config: dict[str, Any] = field(default_factory=dict)  # overrides of the front end's defaults
+    role: str = "student"  # "student" or "teacher"
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)  # preset values on top of config_cls defaults
+    pretrained: dict[str, Any] = field(default_factory=dict)  # name -> {"url": ..., "sha256": ...}
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_loaded = False
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_families() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in FAMILY_MODULES:
+            importlib.import_module(f"asc.models.{module}")
+
+
+def list_models() -> list[ModelSpec]:
+    _load_families()
+    return list(_REGISTRY.values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    _load_families()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def make_config(name: str, overrides: dict[str, Any] | None = None, n_classes: int | None = None):
+    """The typed config of model ``name``: class defaults <- preset defaults <- overrides (<- n_classes)."""
+    spec = get_spec(name)
+    data = to_dict(spec.config_cls())
+    data.update(spec.defaults)
+    data.update(overrides or {})
+    if n_classes is not None:
+        data["n_classes"] = n_classes
+    return from_dict(spec.config_cls, data, where=f"model {name}")
+
+
+def build_model(name: str, overrides: dict[str, Any] | None = None, n_classes: int | None = None) -> nn.Module:
+    spec = get_spec(name)
+    return spec.build(make_config(name, overrides, n_classes))
+
+
+def build_frontend_for(name: str, overrides: dict[str, Any] | None = None) -> nn.Module:
+    """The front end model ``name`` expects (with optional overrides of its config)."""
+    from asc.frontend import build_frontend
+
+    spec = get_spec(name)
+    return build_frontend(spec.frontend, {**spec.frontend_config, **(overrides or {})})
+
+
+@dataclass
+class Bundle:
+    """A model ready to run: network, its front end, and what it predicts."""
+
+    model: nn.Module
+    frontend: nn.Module
+    model_name: str
+    model_config: dict[str, Any]
+    frontend_name: str
+    frontend_config: dict[str, Any]
+    labels: list[str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bundle_dict(model: nn.Module, model_name: str, model_config: Any, labels: list[str],
+                frontend_name: str | None = None, frontend_config: dict[str, Any] | None = None,
+                **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict of a model bundle (training state may be added beside these keys)."""
+    spec = get_spec(model_name)
+    cfg = to_dict(model_config) if dataclasses.is_dataclass(model_config) else dict(model_config)
+    return {
+        "format": "asc.bundle/1",
+        "model_name": model_name,
+        "model_config": cfg,
+        "frontend_name": frontend_name or spec.frontend,
+        "frontend_config": dict(spec.frontend_config if frontend_config is None else frontend_config),
+        "labels": list(labels),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+
+
+def save_bundle(path: str | Path, model: nn.Module, model_name: str, model_config: Any, labels: list[str],
+                frontend_name: str | None = None, frontend_config: dict[str, Any] | None = None,
+                **extra: Any) -> Path:
+    return torch_save(bundle_dict(model, model_name, model_config, labels, frontend_name, frontend_config, **extra),
+                      path)
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
+    """A run folder (``runs/<name>``) -> its ``checkpoints/<which>.pt`` (falling back to last); a file -> itself."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / f"{which}.pt", path / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path}: no checkpoints/{which}.pt or checkpoints/last.pt in this run folder")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    return path
+
+
+def load_bundle(path: str | Path, which: str = "best") -> Bundle:
+    """Rebuild model and front end from a bundle file or a run folder (both in eval mode)."""
+    from asc.frontend import build_frontend
+
+    ckpt_path = resolve_checkpoint(path, which)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
+        raise CheckpointError(f"{ckpt_path}: not an asc model bundle (no format 'asc.bundle/1')")
+    cfg = from_dict(get_spec(ckpt["model_name"]).config_cls, ckpt["model_config"], where=f"{ckpt_path}:model_config")
+    model = get_spec(ckpt["model_name"]).build(cfg)
+    load_state_dict_strict(model, ckpt["state_dict"], str(ckpt_path))
+    frontend = build_frontend(ckpt["frontend_name"], ckpt["frontend_config"])
+    known = {"format", "model_name", "model_config", "frontend_name", "frontend_config", "labels", "state_dict"}
+    return Bundle(model=model.eval(), frontend=frontend.eval(), model_name=ckpt["model_name"],
+                  model_config=ckpt["model_config"], frontend_name=ckpt["frontend_name"],
+                  frontend_config=ckpt["frontend_config"], labels=list(ckpt["labels"]),
+                  extra={k: v for k, v in ckpt.items() if k not in known})
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load with an error that names every missing, unexpected and mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:10]}{' …' if len(missing) > 10 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:10]}{' …' if len(unexpected) > 10 else ''}")
+        if shapes:
+            parts.append(f"shape mismatches {shapes[:10]}")
+        raise CheckpointError(f"{source}: incompatible with {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict)
