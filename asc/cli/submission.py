@@ -1,0 +1,75 @@
+"""Verbs: predict, package, validate-submission."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from asc.cli._common import add_command, add_overrides
+from asc.errors import AscError
+
+
+def _predict(args) -> int:
+    from asc.submission.predict import predict_eval_set
+
+    table = predict_eval_set(args.model, args.eval_set, args.out, batch_size=args.batch_size,
+                             num_workers=args.num_workers)
+    print(f"wrote {args.out}: {len(table)} rows, classes {', '.join(table.columns[2:])}")
+    return 0
+
+
+def _package(args) -> int:
+    from asc.submission.package import build_package, load_package_config, summary_json
+
+    cfg = load_package_config(args.config, args.overrides)
+    if args.out:
+        cfg.out = args.out
+    path = build_package(cfg)
+    print(summary_json(path) if args.json else f"wrote {path} (validated: no problems)")
+    return 0
+
+
+def _validate(args) -> int:
+    from asc.submission import rules as R
+    from asc.submission.package import rules_for
+    from asc.submission.validate import validate_zip
+
+    if not Path(args.zip).is_file():
+        raise AscError(f"{args.zip}: submission zip not found")
+    labels = args.labels.split(",") if args.labels else None
+    rules = rules_for(args.eval_set, labels) if args.eval_set else R.SubmissionRules(
+        eval_files=R.official_2024_eval_files(), labels=labels or list(R.TAU_SCENES))
+    problems = validate_zip(args.zip, rules)
+    if args.json:
+        print(json.dumps({"zip": args.zip, "valid": not problems,
+                          "problems": [vars(p) for p in problems]}, indent=2))
+    else:
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{args.zip}: " + ("valid" if not problems else f"{len(problems)} problem(s)"))
+    return 0 if not problems else 1
+
+
+def register(sub) -> None:
+    p = add_command(sub, "predict", _predict, "predict an evaluation set in the official output format",
+                    "asc predict runs/cpmobile_split25 --eval-set data/eval --out cpmobile.output.split_25.csv")
+    p.add_argument("model", help="run folder, bundle .pt or .onnx file")
+    p.add_argument("--eval-set", required=True, help="evaluation-set folder (evaluation_setup/fold1_test.csv)")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=0)
+
+    p = add_command(sub, "package", _package, "build (and validate) the DCASE 2024 submission zip",
+                    "asc package submissions/example.toml")
+    p.add_argument("config", help="package TOML (see submissions/example.toml)")
+    p.add_argument("--out", help="zip path (default from the TOML)")
+    p.add_argument("--json", action="store_true")
+    add_overrides(p)
+
+    p = add_command(sub, "validate-submission", _validate, "check a submission zip against the official rules",
+                    "asc validate-submission submissions/Doe_TUW_task1.zip --eval-set data/eval")
+    p.add_argument("zip")
+    p.add_argument("--eval-set", help="evaluation-set folder (default: the official 2024 list 0…135729.wav)")
+    p.add_argument("--labels", help="comma-separated class list (default: the 10 TAU scenes)")
+    p.add_argument("--json", action="store_true")

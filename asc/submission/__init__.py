@@ -1,0 +1,1 @@
+"""Evaluation-set predictions and challenge submission packages."""

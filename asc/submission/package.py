@@ -1,0 +1,192 @@
+"""Build the DCASE 2024 Task 1 submission zip from a TOML description of up to four systems.
+
+For each system and split the model predicts the evaluation set; the meta YAML is filled from the runs themselves
+(complexity from the complexity checker, development results from ``asc evaluate``) and the TOML's descriptive
+fields. Everything is validated before the zip is written, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from asc.config import load_config
+from asc.data.layout import open_eval_set
+from asc.errors import AscError
+from asc.fileio import atomic_path
+from asc.submission import rules as R
+from asc.submission.predict import predict_eval_set
+from asc.submission.validate import validate_system
+
+
+class SubmissionError(AscError):
+    """A submission cannot be built or does not pass validation."""
+
+
+@dataclass
+class Author:
+    lastname: str
+    firstname: str
+    email: str
+    affiliation: str
+    corresponding: bool = False
+
+
+@dataclass
+class SystemConfig:
+    index: int
+    name: str
+    abbreviation: str
+    models: dict[str, str]  # split ("5" … "100") -> run folder, bundle .pt or .onnx
+    precision: str = "fp16"  # precision of the deployed parameters, for total_model_size
+    description: dict[str, Any] = field(default_factory=dict)
+    external_datasets: list[dict[str, Any]] = field(default_factory=list)
+    source_code: str = ""
+
+
+@dataclass
+class PackageConfig:
+    lastname: str = ""
+    institute: str = ""
+    eval_set: str = ""  # evaluation-set folder (evaluation_setup/fold1_test.csv, audio/)
+    dev_data: str = ""  # development dataset root, for the dev-test results in the meta YAML
+    authors: list[Author] = field(default_factory=list)
+    systems: list[SystemConfig] = field(default_factory=list)
+    technical_report: str = ""
+    edition: str = "dcase2024"
+    out: str = ""
+    batch_size: int = 256
+
+
+DESCRIPTION_DEFAULTS = {
+    "input_sampling_rate": 32, "acoustic_features": "log-mel energies", "data_augmentation": "",
+    "machine_learning_method": "CNN", "external_data_usage": "", "complexity_management": "",
+    "pipeline": "", "framework": "pytorch", "split_adaptations": "", "system_adaptations": "",
+}
+
+
+def load_package_config(path: str | Path, overrides: list[str] | None = None) -> PackageConfig:
+    cfg = load_config(PackageConfig, path, overrides)
+    base = Path(path).resolve().parent
+    for attr in ("eval_set", "dev_data", "technical_report", "out"):
+        value = getattr(cfg, attr)
+        if value and not Path(value).is_absolute():
+            setattr(cfg, attr, str(base / value))
+    for system in cfg.systems:
+        system.models = {s: m if Path(m).is_absolute() else str(base / m) for s, m in system.models.items()}
+    return cfg
+
+
+def system_label(cfg: PackageConfig, system: SystemConfig) -> str:
+    return f"{cfg.lastname}_{cfg.institute}_task1_{system.index}"
+
+
+def dev_results(model_path: str, dev_data: str, labels: list[str], devices: list[str]) -> dict[str, Any]:
+    """overall / class_wise / device_wise blocks (accuracy in percent, log loss) from the dev-test evaluation."""
+    from asc.evaluate import evaluate
+
+    metrics = evaluate(model_path, dev_data, split="test", progress=False)
+
+    def item(block: dict | None) -> dict[str, Any]:
+        if not block or not block.get("n"):
+            return {"accuracy": None, "logloss": None}
+        return {"accuracy": round(100.0 * block["accuracy"], 2), "logloss": round(float(block["log_loss"]), 4)}
+
+    return {
+        "overall": {"accuracy": round(100.0 * metrics["macro_accuracy"], 2),
+                    "logloss": round(float(metrics["log_loss"]), 4)},
+        "class_wise": {c: item(metrics["per_class"].get(c)) for c in labels},
+        "device_wise": {d: item(metrics["per_device"].get(d)) for d in devices},
+    }
+
+
+def system_complexity(models: dict[str, str], precision: str) -> dict[str, int]:
+    """The largest figures over the system's split models, as the official meta YAML reports them."""
+    from asc.complexity import count_source
+
+    sizes, params, macs = [], [], []
+    for path in models.values():
+        for _, report in count_source(path):
+            params.append(int(report.params))
+            macs.append(int(report.macs))
+            sizes.append(int(report.param_bytes(precision)))
+    return {"total_model_size": max(sizes), "total_parameters": max(params), "macs": max(macs)}
+
+
+def build_meta(cfg: PackageConfig, system: SystemConfig, results: dict[str, Any],
+               complexity: dict[str, int]) -> dict[str, Any]:
+    return {
+        "submission": {
+            "label": system_label(cfg, system), "name": system.name, "abbreviation": system.abbreviation,
+            "authors": [vars(a).copy() for a in cfg.authors],
+        },
+        "system": {
+            "description": {**DESCRIPTION_DEFAULTS, **system.description},
+            "complexity": complexity,
+            "external_datasets": system.external_datasets,
+            "source_code": system.source_code,
+        },
+        "results": {"development_dataset": results},
+    }
+
+
+def build_package(cfg: PackageConfig, progress: bool = True) -> Path:
+    """Predict, evaluate, measure, validate, then write the zip atomically. Returns the zip path."""
+    if not cfg.systems:
+        raise SubmissionError("no [[systems]] in the package config")
+    if len(cfg.systems) > R.MAX_SYSTEMS:
+        raise SubmissionError(f"{len(cfg.systems)} systems; the rules allow at most {R.MAX_SYSTEMS}")
+    eval_set = open_eval_set(cfg.eval_set)
+    out = Path(cfg.out or f"submissions/{cfg.lastname}_{cfg.institute}_task1.zip")
+    report = Path(cfg.technical_report) if cfg.technical_report else None
+    if report is not None and not report.is_file():
+        raise SubmissionError(f"{report}: technical report not found")
+    members: dict[str, bytes] = {}
+    problems = []
+    for system in cfg.systems:
+        label = system_label(cfg, system)
+        missing = [s for s in R.SPLITS if s not in system.models]
+        if missing:
+            raise SubmissionError(f"system {label}: no model for split(s) {', '.join(missing)} in [systems.models]")
+        outputs: dict[str, str] = {}
+        results: dict[str, Any] = {}
+        labels: list[str] | None = None
+        for split in R.SPLITS:
+            table = predict_eval_set(system.models[split], cfg.eval_set, batch_size=cfg.batch_size, progress=progress)
+            labels = list(table.columns[2:])
+            outputs[split] = table.to_csv(sep="\t", index=False, float_format="%.6f")
+            results[f"split_{split}"] = dev_results(system.models[split], cfg.dev_data, labels, R.TAU_DEVICES)
+        meta_text = yaml.safe_dump(build_meta(cfg, system, results, system_complexity(system.models, system.precision)),
+                                   sort_keys=False, allow_unicode=True)
+        rules = R.SubmissionRules(eval_files=list(eval_set.files["filename"]), labels=labels)
+        problems += validate_system(label, outputs, meta_text, rules)
+        for split, text in outputs.items():
+            members[f"task1/{label}/{R.output_name(label, split)}"] = text.encode("utf-8")
+        members[f"task1/{label}/{R.meta_name(label)}"] = meta_text.encode("utf-8")
+    if problems:
+        listing = "\n  ".join(str(p) for p in problems[:20])
+        raise SubmissionError(f"the submission does not pass validation ({len(problems)} problem(s)); nothing "
+                              f"written:\n  {listing}")
+    if report is not None:
+        members[f"task1/{cfg.lastname}_{cfg.institute}_task1_technical_report.pdf"] = report.read_bytes()
+    with atomic_path(out, suffix=".zip") as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+    return out
+
+
+def rules_for(eval_root: str | Path, labels: list[str] | None = None) -> R.SubmissionRules:
+    """Validation rules for an evaluation set (the TAU scenes unless other labels are given)."""
+    files = list(open_eval_set(eval_root).files["filename"])
+    return R.SubmissionRules(eval_files=files, labels=labels or list(R.TAU_SCENES))
+
+
+def summary_json(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        return json.dumps({"zip": str(path), "members": archive.namelist()}, indent=2)
