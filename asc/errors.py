@@ -15,3 +15,7 @@ class ConfigError(AscError):
 
 class CheckpointError(AscError):
     """A checkpoint or pretrained file cannot be loaded into a model."""
+
+
+class MissingDependencyError(AscError):
+    """An optional extra (e.g. ``asc[passt]``) is needed but not installed."""
