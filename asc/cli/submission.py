@@ -23,6 +23,13 @@ def _package(args) -> int:
     from asc.submission.package import build_package, load_package_config, summary_json
 
     cfg = load_package_config(args.config, args.overrides)
+    if args.format == "inference-2025":
+        from asc.submission.inference2025 import build_inference_package
+
+        folder = build_inference_package(cfg, args.out or "submissions/build")
+        print(f"wrote {folder} (install with: pip install {folder}); complexity per device: "
+              f"{folder / folder.name / 'complexity.json'}")
+        return 0
     if args.out:
         cfg.out = args.out
     path = build_package(cfg)
@@ -63,7 +70,10 @@ def register(sub) -> None:
     p = add_command(sub, "package", _package, "build (and validate) the DCASE 2024 submission zip",
                     "asc package submissions/example.toml")
     p.add_argument("config", help="package TOML (see submissions/example.toml)")
-    p.add_argument("--out", help="zip path (default from the TOML)")
+    p.add_argument("--format", choices=["zip", "inference-2025"], default="zip",
+                   help="zip: the DCASE 2024 zip; inference-2025: a pip-installable DCASE 2025 inference package")
+    p.add_argument("--out", help="zip path (default from the TOML); for inference-2025 the output folder "
+                                 "(default submissions/build)")
     p.add_argument("--json", action="store_true")
     add_overrides(p)
 

@@ -8,6 +8,7 @@ fields. Everything is validated before the zip is written, atomically.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +77,9 @@ def load_package_config(path: str | Path, overrides: list[str] | None = None) ->
     for attr in ("eval_set", "dev_data", "technical_report", "out"):
         value = getattr(cfg, attr)
         if value and not Path(value).is_absolute():
-            setattr(cfg, attr, str(base / value))
+            setattr(cfg, attr, os.path.normpath(base / value))
     for system in cfg.systems:
-        system.models = {s: m if Path(m).is_absolute() else str(base / m) for s, m in system.models.items()}
+        system.models = {s: m if Path(m).is_absolute() else os.path.normpath(base / m) for s, m in system.models.items()}
     return cfg
 
 

@@ -46,7 +46,8 @@ def predict_eval_set(model_path: str | Path, eval_root: str | Path, out: str | P
     devices = sorted({d for d in eval_set.files["device_id"] if d})
     dataset = ClipDataset.from_eval_set(eval_set, predictor.labels, devices, cache_dir=cache_dir)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    logits = predict_batches(predictor, loader, total=len(loader), desc="predict eval set", progress=progress)
+    logits = predict_batches(predictor, loader, total=len(loader), desc="predict eval set", progress=progress,
+                             device_names=devices)
     table = output_table(list(eval_set.files["filename"]), logits, predictor.labels)
     if out is not None:
         write_output_csv(table, out)
