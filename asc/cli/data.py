@@ -1,0 +1,122 @@
+"""``asc data``: check a dataset, fetch / make / check training splits (plus the verbs of ``_data_build``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+
+from asc.cli._common import add_command
+
+
+def register(sub) -> None:
+    data = add_command(sub, "data", _group_help, "datasets: check, splits, synthetic data, audio cache, report",
+                       "asc data check /data/TAU-urban-acoustic-scenes-2022-mobile-development")
+    data_sub = data.add_subparsers(dest="data_command", metavar="VERB")
+    data.set_defaults(group=data)
+
+    p = add_command(data_sub, "check", _check, "report every problem of a dataset (tables, splits, audio)",
+                    "asc data check /work/shared/data/us8k-mini --json > problems.json",
+                    description="Report every problem of a dataset in the TAU layout at once, each naming its file "
+                                "and line: tables, labels, duplicates, split nesting and whole segments, train/test "
+                                "location overlap and (unless --no-audio) each audio file's header and full decode. "
+                                "Exit code 0 = clean, 1 = problems found, 2 = not a dataset.")
+    p.add_argument("root", help="dataset folder (meta.csv, audio/, evaluation_setup/)")
+    p.add_argument("--json", action="store_true", help="print the machine-readable report instead")
+    p.add_argument("--no-audio", action="store_true", help="check the tables only (no audio decoding)")
+    p.add_argument("--sample-rate", type=int, help="expected sample rate in Hz (default: the majority's)")
+    p.add_argument("--duration", type=float, help="expected clip duration in s (default: the majority's)")
+    p.add_argument("--limit", type=int, default=10, help="problems listed per kind in the human report (10)")
+
+    splits = add_command(data_sub, "splits", _group_help, "training splits: fetch official ones, make, check",
+                         "asc data splits fetch /data/TAU-urban-acoustic-scenes-2022-mobile-development")
+    splits_sub = splits.add_subparsers(dest="splits_command", metavar="VERB")
+    splits.set_defaults(group=splits)
+
+    p = add_command(splits_sub, "fetch", _fetch, "download the official split files into ROOT/splits/ (verified)",
+                    "asc data splits fetch /data/TAU-urban-acoustic-scenes-2022-mobile-development")
+    p.add_argument("root", help="dataset folder; files go to ROOT/splits/")
+    p.add_argument("--manifest", default="dcase2024", help="manifest name in data_splits/ or a .toml path")
+    p.add_argument("--base-url", help="fetch from here instead of the manifest's URL (http(s)://, file:// or a folder)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add_command(splits_sub, "make", _make, "build nested, stratified splits from evaluation_setup/fold1_train.csv",
+                    "asc data splits make /work/my-dataset --seed 0",
+                    description="Write ROOT/splits/split{5,10,25,50,100}.csv (whole segments, stratified by class "
+                                "and device, nested, no test location) and test.csv (= fold1_evaluate.csv).")
+    p.add_argument("root", help="dataset folder in the TAU layout")
+    p.add_argument("--seed", type=int, default=0, help="selection seed (0)")
+    p.add_argument("--fractions", type=int, nargs="+", default=[5, 10, 25, 50, 100], metavar="PCT",
+                   help="split sizes in percent of the training set (5 10 25 50 100)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing split files")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add_command(splits_sub, "check", _check_files, "check split CSVs: nesting, whole segments, locations",
+                    "asc data splits check splits/split*.csv splits/test.csv --manifest dcase2024")
+    p.add_argument("files", nargs="+", help="split CSV files (test.csv / fold1_evaluate.csv count as test files)")
+    p.add_argument("--manifest", help="also compare row counts and checksums with this manifest (e.g. dcase2024)")
+    p.add_argument("--json", action="store_true", help="print the machine-readable report instead")
+    p.add_argument("--limit", type=int, default=10, help="problems listed per kind in the human report (10)")
+
+    if importlib.util.find_spec("asc.cli._data_build") is not None:
+        importlib.import_module("asc.cli._data_build").add_verbs(data_sub)
+
+
+def _group_help(args: argparse.Namespace) -> int:
+    args.group.print_help()
+    return 2
+
+
+def _info_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from asc.data.check import check_dataset_report, format_report
+
+    report = check_dataset_report(args.root, check_audio=not args.no_audio, sample_rate=args.sample_rate,
+                                  duration=args.duration)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report, args.limit))
+    return 0 if report.ok else 1
+
+
+def _check_files(args: argparse.Namespace) -> int:
+    from asc.data.check import check_split_files, format_report
+
+    report = check_split_files(args.files, manifest=args.manifest)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report, args.limit))
+    return 0 if report.ok else 1
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from asc.data.splits import fetch_splits
+
+    _info_logging()
+    records = fetch_splits(args.root, manifest=args.manifest, base_url=args.base_url)
+    if args.json:
+        print(json.dumps(records, indent=2))
+    else:
+        for r in records:
+            name = "test" if r["split"] == "test" else f"split{r['split']}"
+            print(f"{name:<8} {r['rows']:>7} rows  {r['status']:<14} {r['file']}")
+    return 0
+
+
+def _make(args: argparse.Namespace) -> int:
+    from asc.data.splits import make_splits
+
+    _info_logging()
+    made = make_splits(args.root, fractions=args.fractions, seed=args.seed, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(made.to_dict(), indent=2))
+        return 0
+    total = made.rows["100"] if "100" in made.rows else max(made.rows[k] for k in made.rows if k != "test")
+    for name, path in made.paths.items():
+        share = "" if name == "test" else f" ({100 * made.rows[name] / total:.1f} %)"
+        print(f"{path}: {made.rows[name]} rows{share}, {made.segments[name]} segments")
+    if made.dropped_rows:
+        print(f"dropped {made.dropped_rows} training rows at {len(made.dropped_locations)} test location(s)")
+    print(f"summary: {made.summary_path}")
+    return 0
