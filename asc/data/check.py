@@ -17,7 +17,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from asc.data.download import ChecksumError, verify
-from asc.data.layout import META_COLUMNS, SPLIT_COLUMNS, TRAIN_SPLITS, natural_key
+from asc.data.layout import META_COLUMNS, SPLIT_COLUMNS, TRAIN_SPLITS, natural_key, parse_filenames
 from asc.data.splits import load_manifest
 from asc.errors import DatasetError
 
@@ -119,27 +119,10 @@ def _read_table(path: Path, name: str, required: list[str], problems: list[Probl
     return df[keep].reset_index(drop=True)
 
 
-_NAME = (r"^(?P<scene>[^/]*)-(?P<city>[^-/]*)-(?P<locid>[^-/]*)-(?P<segid>[^-/]*)-(?P<piece>\d+)-"
-         r"(?P<device>[^-/]*)$")
-
-
-def _parse_names(filenames) -> pd.DataFrame:
-    """Vectorised :func:`asc.data.layout.parse_filename` plus ``scene``: scene, location, segment and device of
-    ``<scene>-<city>-<locid>-<segid>-<k>-<device>.wav`` names ("" for names of another form; segment = stem)."""
-    stem = pd.Series(list(filenames), dtype=object).astype(str).str.replace(r"^.*/", "", regex=True)
-    stem = stem.str.replace(r"(?<=.)\.[^.]*$", "", regex=True)
-    m = stem.str.extract(_NAME).fillna("")
-    ok = m["piece"] != ""
-    location = (m["city"] + "-" + m["locid"]).where(ok, "")
-    segment = (m["scene"] + "-" + location + "-" + m["segid"] + "-" + m["device"]).where(ok, stem)
-    return pd.DataFrame({"scene": m["scene"].where(ok, ""), "location": location, "segment": segment,
-                         "device": m["device"].where(ok, "")})
-
-
 def _derive(df: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame:
     """Add ``segment`` and ``location`` (from meta.csv for files it lists, else parsed from the file name) and the
     parsed ``name_scene`` and ``name_device``."""
-    parsed = _parse_names(df["filename"])
+    parsed = parse_filenames(df["filename"])
     df = df.copy()
     df["segment"], df["location"] = parsed["segment"].to_numpy(), parsed["location"].to_numpy()
     df["name_scene"], df["name_device"] = parsed["scene"].to_numpy(), parsed["device"].to_numpy()

@@ -49,20 +49,30 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     return df
 
 
-def parse_filename(filename: str) -> dict[str, str]:
-    """Fields of ``audio/<scene>-<city>-<locid>-<segid>-<k>-<device>.wav``.
+_NAME = (r"^(?P<scene>[^/]*)-(?P<city>[^-/]*)-(?P<locid>[^-/]*)-(?P<segid>[^-/]*)-(?P<piece>\d+)-"
+         r"(?P<device>[^-/]*)$")
 
-    ``segment`` identifies a 10-s recording segment of one device (all of its 1-s pieces share it). Names that do not
-    follow the pattern get the file stem as segment and empty other fields.
+
+def parse_filenames(filenames) -> pd.DataFrame:
+    """Fields of ``audio/<scene>-<city>-<locid>-<segid>-<k>-<device>.wav`` names, vectorised.
+
+    Columns scene, city, location, segment, piece, device. ``segment`` identifies a 10-s recording segment of one
+    device (all of its 1-s pieces share it). Names of another form get the file stem as segment and "" elsewhere.
     """
-    stem = Path(filename).stem
-    parts = stem.split("-")
-    if len(parts) >= 6 and parts[-2].isdigit():
-        scene = "-".join(parts[:-5])
-        city, locid, segid, piece, device = parts[-5:]
-        return {"city": city, "location": f"{city}-{locid}", "segment": f"{scene}-{city}-{locid}-{segid}-{device}",
-                "piece": piece, "device": device}
-    return {"city": "", "location": "", "segment": stem, "piece": "", "device": ""}
+    stem = pd.Series(list(filenames), dtype=object).astype(str).str.replace(r"^.*/", "", regex=True)
+    stem = stem.str.replace(r"(?<=.)\.[^.]*$", "", regex=True)
+    m = stem.str.extract(_NAME).fillna("")
+    ok = m["piece"] != ""
+    location = (m["city"] + "-" + m["locid"]).where(ok, "")
+    segment = (m["scene"] + "-" + location + "-" + m["segid"] + "-" + m["device"]).where(ok, stem)
+    return pd.DataFrame({"scene": m["scene"].where(ok, ""), "city": m["city"].where(ok, ""), "location": location,
+                         "segment": segment, "piece": m["piece"], "device": m["device"].where(ok, "")})
+
+
+def parse_filename(filename: str) -> dict[str, str]:
+    """:func:`parse_filenames` for one name (without ``scene``)."""
+    row = parse_filenames([filename]).iloc[0]
+    return {k: row[k] for k in ("city", "location", "segment", "piece", "device")}
 
 
 @dataclass
@@ -143,7 +153,7 @@ def open_dataset(root: str | Path) -> Layout:
     dup = meta.index[meta["filename"].duplicated()]
     if len(dup):
         raise DatasetError(f"{root / 'meta.csv'}: row {dup[0] + 2}: duplicate filename {meta['filename'].iloc[dup[0]]}")
-    parsed = pd.DataFrame([parse_filename(f) for f in meta["filename"]], index=meta.index)
+    parsed = parse_filenames(meta["filename"]).set_axis(meta.index)
     meta = meta.copy()
     meta["device"] = meta["source_label"]
     meta["city"] = parsed["city"].where(parsed["city"] != "", meta["identifier"].str.split("-").str[0])

@@ -11,13 +11,8 @@ import torch
 from asc.data.layout import open_eval_set
 from asc.fileio import atomic_path
 from asc.inference import load_predictor, predict_batches
+from asc.metrics import softmax
 from asc.submission.rules import eval_basename
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def output_table(filenames: list[str], logits: np.ndarray, labels: list[str]) -> pd.DataFrame:
