@@ -127,7 +127,7 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str | None 
     norm = np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
     labels = metrics["labels"]
     size = max(5.0, 0.6 * len(labels) + 2.5)
-    fig = Figure(figsize=(size, size * 0.9), layout="constrained")
+    fig = Figure(figsize=(size, size * 0.9), layout="tight")
     ax = fig.add_subplot()
     image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
