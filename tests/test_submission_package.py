@@ -113,3 +113,9 @@ def test_inference_2025_package_installs_and_predicts_like_asc_predict(synth_dat
     report = json.loads((folder / "Doe_TUW_task1" / "complexity.json").read_text())["Doe_TUW_task1_1"]
     assert set(report) == {"a", "b", "c", *(f"s{i}" for i in range(1, 11)), "unknown"}
     assert all(r["within_budget"] for r in report.values())
+    checked = subprocess.run([sys.executable, "-m", "asc", "check-complexity",
+                              str(target / "Doe_TUW_task1" / "Doe_TUW_task1_1.py"), "--edition", "dcase2025",
+                              "--precision", "fp16", "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    per_device = json.loads(checked.stdout)
+    assert "s10" in json.dumps(per_device) and "unknown" in json.dumps(per_device)
