@@ -157,7 +157,9 @@ def load_bundle(path: str | Path, which: str = "best") -> Bundle:
         raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
         raise CheckpointError(f"{ckpt_path}: not an asc model bundle (no format 'asc.bundle/1')")
-    cfg = from_dict(get_spec(ckpt["model_name"]).config_cls, ckpt["model_config"], where=f"{ckpt_path}:model_config")
+    # The bundle's weights replace any pretrained start point: rebuild without fetching it again.
+    model_config = {**ckpt["model_config"], **({"pretrained": ""} if "pretrained" in ckpt["model_config"] else {})}
+    cfg = from_dict(get_spec(ckpt["model_name"]).config_cls, model_config, where=f"{ckpt_path}:model_config")
     model = get_spec(ckpt["model_name"]).build(cfg)
     load_state_dict_strict(model, ckpt["state_dict"], str(ckpt_path))
     frontend = build_frontend(ckpt["frontend_name"], ckpt["frontend_config"])

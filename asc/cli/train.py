@@ -1,0 +1,178 @@
+"""``asc train``, ``asc distill``, ``asc train-teacher``, ``asc teachers ensemble``, ``asc finetune-devices``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from asc.cli._common import add_command, add_overrides
+from asc.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = add_command(sub, "train", _train, "train a model without a teacher (default: the DCASE24 baseline recipe)",
+                    "asc train --model baseline24 --split 25 --data data/TAU-urban-acoustic-scenes-2022-mobile-"
+                    "development")
+    _add_train_args(p, default_model="baseline24")
+
+    p = add_command(sub, "distill", _distill, "train a student with knowledge distillation from stored teacher logits",
+                    "asc distill --split 25 --teachers teachers/ensemble.logits --data ROOT --model cpmobile")
+    _add_train_args(p, default_model="baseline24")
+    p.add_argument("--teachers", metavar="FILE", help="teacher-logit store from `asc teachers ensemble`")
+
+    p = add_command(sub, "train-teacher", _train_teacher, "train a teacher (default split 100, the model's recipe)",
+                    "asc train-teacher --model cpresnet --split 100 --data ROOT --dirs /data/micirp")
+    _add_train_args(p, default_model="cpresnet")
+
+    teachers = add_command(sub, "teachers", _group_help, "teacher ensembles: logits for distillation",
+                           "asc teachers ensemble runs/passt-1 runs/cpresnet-1 --out teachers/ens.logits --data ROOT")
+    teachers.set_defaults(group=teachers)
+    t_sub = teachers.add_subparsers(dest="teachers_command", metavar="VERB")
+    p = add_command(t_sub, "ensemble", _ensemble,
+                    "average the teachers' logits on all training clips; store with dataset fingerprint",
+                    "asc teachers ensemble runs/passt-1 runs/cpresnet-1 --out teachers/ens.logits --data ROOT")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="teacher run folders or bundle .pt files")
+    p.add_argument("--out", required=True, metavar="FILE", help="store to write (e.g. teachers/ensemble.logits)")
+    p.add_argument("--data", required=True, metavar="ROOT", help="dataset root in the TAU layout")
+    p.add_argument("--split", default="100", help="clips to cover (default 100: every training clip)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="clips per batch (256)")
+    p.add_argument("--cache-dir", metavar="DIR", help="audio cache folder (default $ASC_CACHE_DIR or ~/.cache/asc)")
+    p.add_argument("--json", action="store_true", help="print the provenance as JSON")
+
+    p = add_command(sub, "finetune-devices", _finetune_devices,
+                    "DCASE25: fine-tune a copy of a general model per training device; multi-device bundle",
+                    "asc finetune-devices runs/baseline24-split25 --epochs 50")
+    p.add_argument("run", help="run folder of the general model")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs per device (recipe: 50)")
+    p.add_argument("--devices", nargs="+", metavar="DEV", help="devices to fine-tune (default: all in the train split)")
+    p.add_argument("--out", metavar="DIR", help="output run folder (default: RUN-devices beside RUN)")
+    p.add_argument("--resume", action="store_true", help="continue: skip finished devices, resume interrupted ones")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_overrides(p)
+
+
+def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
+    p.add_argument("--data", metavar="ROOT", help="dataset root in the TAU layout")
+    p.add_argument("--split", help="training split: 5, 10, 25, 50, 100")
+    p.add_argument("--model", help=f"model name (default {default_model}; see `asc models list`)")
+    p.add_argument("--recipe", help="named recipe: baseline24, cpmobile23_kd, passt_teacher, cpresnet_teacher, "
+                                    "device_finetune (default: the model's own)")
+    p.add_argument("--config", metavar="FILE", help="TOML file of TrainConfig values (applied after the recipe)")
+    p.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
+    p.add_argument("--dirs", metavar="FOLDER", help="device impulse responses for DIR augmentation")
+    p.add_argument("--name", help="run name (default: <model>-split<split>-<time>)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run folders go (default runs/)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run --name from its last epoch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    add_overrides(p)
+    p.set_defaults(default_model=default_model)
+
+
+def _train(args: argparse.Namespace) -> int:
+    return _run_training(args, suffix="", split_default=None)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    if not args.resume and not args.teachers:
+        raise ConfigError("distill: --teachers FILE (a store from `asc teachers ensemble`) is required")
+    return _run_training(args, suffix="-kd", split_default=None,
+                         extra={"kd": {"teacher_logits": args.teachers}} if args.teachers else None)
+
+
+def _train_teacher(args: argparse.Namespace) -> int:
+    return _run_training(args, suffix="", split_default="100")
+
+
+def _run_training(args: argparse.Namespace, suffix: str, split_default: str | None,
+                  extra: dict | None = None) -> int:
+    from asc.train.config import load_train_config
+    from asc.train.recipes import build_config, default_recipe
+    from asc.train.trainer import fit
+
+    runs_dir = Path(args.runs_dir)
+    if args.resume:
+        if not args.name:
+            raise ConfigError("--resume needs --name NAME of the run to continue")
+        run_dir = runs_dir / args.name
+        if not (run_dir / "config.toml").is_file():
+            raise ConfigError(f"{run_dir}: no run to resume (config.toml missing)")
+        overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
+        cfg = load_train_config(run_dir / "config.toml", overrides)
+        result = fit(cfg, run_dir, resume=True)
+        return _report(result, run_dir, args.json)
+
+    model = args.model or args.default_model
+    values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs,
+              "progress": False if args.quiet else None,
+              "augment": {"dir_folder": args.dirs} if args.dirs else None, **(extra or {})}
+    defaults = {"model": args.default_model, **({"split": split_default} if split_default else {})}
+    cfg = build_config(args.recipe or default_recipe(model), args.config, args.overrides, defaults=defaults,
+                       **values)
+    name = args.name or f"{cfg.model}{suffix}-split{cfg.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = runs_dir / name
+    result = fit(dataclasses.replace(cfg, name=name), run_dir)
+    return _report(result, run_dir, args.json)
+
+
+def _report(result: dict, run_dir: Path, as_json: bool) -> int:
+    if int(os.environ.get("RANK", "0")) != 0:  # other processes of a torchrun stay quiet
+        return 0
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from asc.metrics import format_report
+
+    print(f"{run_dir}: {result['model_name']} on split {result['split']}\n")
+    print(format_report(result))
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from asc.train.logits import ensemble_teachers
+
+    prov = ensemble_teachers(args.runs, args.data, args.out, split=args.split, batch_size=args.batch_size,
+                             cache_dir=args.cache_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps(prov, indent=2))
+        return 0
+    print(f"{'teacher':<50} {'macro acc':>9} {'acc':>7} {'log loss':>8}")
+    for t in prov["teachers"]:
+        print(f"{t['run'][-50:]:<50} {100 * t['macro_accuracy']:8.2f}% {100 * t['accuracy']:6.2f}% "
+              f"{t['log_loss']:8.3f}")
+    e = prov["ensemble"]
+    print(f"{'ensemble (mean of logits)':<50} {100 * e['macro_accuracy']:8.2f}% {100 * e['accuracy']:6.2f}% "
+          f"{e['log_loss']:8.3f}")
+    print(f"wrote {args.out} (dev-test = split {prov['val_split']}; logits of split {prov['split']})")
+    return 0
+
+
+def _finetune_devices(args: argparse.Namespace) -> int:
+    from asc.train.devices import finetune_devices
+
+    summary = finetune_devices(args.run, out_dir=args.out, epochs=args.epochs, devices=args.devices,
+                               overrides=args.overrides, resume=args.resume, progress=not args.json)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{'device':<8} {'n':>5} {'general':>8} {'specific':>9}")
+    for device, row in summary["per_device"].items():
+        gen, spec = row["general"], row["specific"]
+        print(f"{device:<8} {row['n']:>5} {_pct(gen):>8} {_pct(spec):>9}")
+    g, s = summary["general"], summary["device_specific"]
+    print(f"macro accuracy: general {100 * g['macro_accuracy']:.2f} %, device-specific "
+          f"{100 * s['macro_accuracy']:.2f} %")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _group_help(args: argparse.Namespace) -> int:
+    args.group.print_help()
+    return 2

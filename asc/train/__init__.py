@@ -1,0 +1,1 @@
+"""Training: the one loop (``trainer.fit``), recipes, schedules, losses, teacher-logit store, device fine-tuning."""

@@ -1,0 +1,79 @@
+"""The typed configuration of a training run (one TOML file; dotted overrides such as ``optim.lr=1e-3``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from asc.augment import AugmentConfig
+from asc.config import load_config
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adam", "adamw"] = "adamw"
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass
+class ScheduleConfig:
+    """``cosine`` (per step: linear warm-up, cosine to ``min_factor``), ``cpjku`` (per epoch: exponential
+    warm-up, flat until ``rampdown_start``, linear to ``last_factor`` over ``rampdown_epochs``) or ``constant``."""
+
+    name: Literal["cosine", "cpjku", "constant"] = "cosine"
+    warmup_steps: int = 2000
+    min_factor: float = 0.0
+    warmup_epochs: int = 14
+    rampdown_start: int = 50
+    rampdown_epochs: int = 84
+    last_factor: float = 0.005
+
+
+@dataclass
+class KDConfig:
+    """Knowledge distillation from a teacher-logit store (``teachers/<name>.logits``); empty path = plain CE."""
+
+    teacher_logits: str = ""
+    lam: float = 0.02  # weight of the label loss; 1 - lam weighs T² · KL
+    temperature: float = 2.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; written fully resolved to ``RUN/config.toml``."""
+
+    name: str = ""
+    data: str = ""  # dataset root in the TAU layout
+    split: str = "25"  # training split (5, 10, 25, 50, 100)
+    val_split: str = "test"  # validation / model selection (the dev-test split)
+    train_devices: list[str] = field(default_factory=list)  # restrict training clips to these devices (empty = all)
+    val_devices: list[str] = field(default_factory=list)  # restrict validation clips to these devices (empty = all)
+    cache_dir: str = ""  # audio cache folder (empty = $ASC_CACHE_DIR or ~/.cache/asc)
+    model: str = "baseline24"
+    model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the model's default config
+    frontend: dict[str, Any] = field(default_factory=dict)  # overrides of the model's front-end config
+    init_from: str = ""  # start from this model bundle / run folder (its model, config and weights)
+    optim: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    epochs: int = 150
+    batch_size: int = 256  # global batch (split over DDP processes)
+    eval_batch_size: int = 256
+    num_workers: int = 0
+    seed: int = 0
+    grad_clip: float = 0.0  # max gradient norm; 0 = off
+    amp: bool = False  # float16 autocast + grad scaling; CUDA only (ignored on CPU)
+    channels_last: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    eval_every: int = 1  # validate every N epochs (and after the last)
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    progress: bool = True  # tqdm progress bars
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                      base: TrainConfig | None = None) -> TrainConfig:
+    """Defaults (or ``base``) <- TOML file <- dotted overrides."""
+    return load_config(TrainConfig, path, overrides, base=base)

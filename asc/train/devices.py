@@ -1,0 +1,110 @@
+"""DCASE 2025 device-specific fine-tuning: one copy of a general model per training device.
+
+``finetune_devices(RUN)`` fine-tunes the run's best model on each device's training clips (recipe
+``device_finetune``: 50 epochs, AdamW lr 5e-4, 200 warm-up steps, no Freq-MixStyle), each as a normal run under
+``OUT/devices/<device>/`` (validated on that device's dev-test clips; its last checkpoint is kept, as in the DCASE 2025
+baseline), then writes a *multi-device bundle* ``OUT/checkpoints/best.pt``: the general model's bundle plus
+``device_state_dicts`` {device: state dict}. :class:`asc.inference.TorchPredictor` routes each clip by its device id;
+unknown devices use the general model. ``OUT/eval/test.json`` scores it on the dev-test split, ``OUT/finetune.json``
+compares general and specific model per device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from asc.config import from_dict, read_toml, save_config, to_dict
+from asc.data.layout import natural_key, open_dataset
+from asc.errors import ConfigError
+from asc.fileio import torch_save, write_json
+from asc.models.registry import bundle_dict, load_bundle, resolve_checkpoint
+from asc.train.config import TrainConfig
+from asc.train.recipes import build_config
+from asc.train.trainer import fit
+
+RECIPE = "device_finetune"
+
+
+def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
+                     devices: Sequence[str] | None = None, overrides: Sequence[str] | None = None,
+                     resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune the general model of ``run`` per training device; returns the summary written to
+    ``OUT/finetune.json`` (``OUT`` defaults to ``<run>-devices`` beside the run)."""
+    from asc.evaluate import evaluate
+
+    run = Path(run)
+    config_path = run / "config.toml"
+    if not config_path.is_file():
+        raise ConfigError(f"{run}: not a training run folder (no config.toml); pass runs/<name> of `asc train`")
+    general_cfg = from_dict(TrainConfig, read_toml(config_path))
+    general_ckpt = resolve_checkpoint(run, "best")
+    out_dir = Path(out_dir) if out_dir is not None else run.parent / f"{run.name}-devices"
+    if (out_dir / "checkpoints" / "best.pt").exists() and not resume:
+        raise ConfigError(f"{out_dir}: already holds a device fine-tuning result; pass --resume to redo missing "
+                          f"devices or choose another --out")
+    layout = open_dataset(general_cfg.data)
+    train_devices = sorted(set(layout.split(general_cfg.split)["device"]), key=natural_key)
+    devices = list(devices) if devices else train_devices
+    unknown = [d for d in devices if d not in train_devices]
+    if unknown:
+        raise ConfigError(f"devices: {', '.join(unknown)} have no clips in split {general_cfg.split} "
+                          f"(devices there: {', '.join(train_devices)})")
+
+    base = dataclasses.replace(general_cfg, kd=dataclasses.replace(general_cfg.kd, teacher_logits=""),
+                               progress=progress)
+    state_dicts: dict[str, Any] = {}
+    device_runs: dict[str, str] = {}
+    for device in devices:
+        dev_dir = out_dir / "devices" / device
+        cfg = build_config(RECIPE, base=base, overrides=list(overrides or []), name=f"{out_dir.name}-{device}",
+                           init_from=str(general_ckpt), train_devices=[device], val_devices=[device],
+                           epochs=epochs)
+        if not (resume and (dev_dir / "eval" / "test.json").is_file()):
+            fit(cfg, dev_dir, resume=resume)
+        state_dicts[device] = load_bundle(dev_dir, which="last").model.state_dict()
+        device_runs[device] = str(dev_dir)
+
+    general = load_bundle(general_ckpt)
+    torch_save(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
+                           general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
+                           device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg)),
+               out_dir / "checkpoints" / "best.pt")
+    save_config(base, out_dir / "config.toml")
+    specific = evaluate(out_dir, general_cfg.data, split=general_cfg.val_split, out_dir=out_dir / "eval",
+                        batch_size=general_cfg.eval_batch_size, cache_dir=general_cfg.cache_dir or None,
+                        progress=progress)
+    general_eval = _general_metrics(run, general_cfg, progress)
+    summary = {
+        "general_run": str(run), "devices": devices, "device_runs": device_runs,
+        "general": _summary(general_eval), "device_specific": _summary(specific),
+        "per_device": {d: {"general": general_eval["per_device"].get(d, {}).get("accuracy"),
+                           "specific": specific["per_device"].get(d, {}).get("accuracy"),
+                           "n": specific["per_device"].get(d, {}).get("n", 0)}
+                       for d in specific["per_device"]},
+    }
+    write_json(out_dir / "finetune.json", summary)
+    return summary
+
+
+def _general_metrics(run: Path, cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+    """The general model's dev-test metrics (from its run's eval/, computed if missing)."""
+    import json
+
+    from asc.evaluate import evaluate
+
+    path = run / "eval" / "test.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return evaluate(run, cfg.data, split=cfg.val_split, batch_size=cfg.eval_batch_size,
+                    cache_dir=cfg.cache_dir or None, progress=progress)
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {"macro_accuracy": metrics["macro_accuracy"], "accuracy": metrics["accuracy"],
+            "log_loss": metrics["log_loss"],
+            "per_device_accuracy": {d: m["accuracy"] for d, m in metrics["per_device"].items()},
+            "mean_device_accuracy": float(np.mean([m["accuracy"] for m in metrics["per_device"].values()]))}

@@ -1,0 +1,690 @@
+"""The one training loop behind every training command (students, teachers, distillation, device fine-tuning).
+
+``fit(cfg, run_dir)`` trains ``cfg.model`` on ``cfg.split`` and validates on the dev-test split; the run folder gets
+``config.toml`` (fully resolved), ``metrics.jsonl`` (one JSON line per epoch), ``checkpoints/last.pt`` (every epoch,
+with the whole training state) and ``checkpoints/best.pt`` (best validation macro accuracy; both are model bundles),
+``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate`.
+
+Reproducibility and resume: the data order is a pure function of (seed, epoch) (:class:`EpochSampler`), and
+``last.pt`` holds model, optimiser, scheduler, grad-scaler and every process's RNG states at the end of an epoch.
+``fit(..., resume=True)`` continues from there (an epoch interrupted midway is redone from its start), so the result
+equals the uninterrupted run's.
+
+Multi-process training (``torchrun --nproc_per_node N``, i.e. WORLD_SIZE > 1): one process per device, gloo on CPU
+and nccl on CUDA, ``batch_size`` is the global batch, each process sees its shard of every epoch, rank 0 writes
+the run folder; validation gathers predictions with their clip indices and drops the padding duplicates.
+
+Extension points: ``callbacks`` (objects with any of ``on_train_start``, ``on_epoch_start``, ``on_step_end``,
+``on_epoch_end``, each called with the :class:`TrainerState`) and ``model=`` (a prepared network, e.g. for
+quantization-aware training) or ``cfg.init_from`` (start from a trained bundle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from asc.augment import build_augment, mix, mixup_params
+from asc.config import from_dict, read_toml, save_config, to_dict
+from asc.data.layout import normalise_split_name, open_dataset
+from asc.errors import CheckpointError, ConfigError
+from asc.fileio import torch_save, write_json, write_text
+from asc.frontend import build_frontend, frontend_config
+from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.train.config import TrainConfig
+from asc.train.losses import ce_loss, kd_loss
+from asc.train.schedules import build_schedule
+
+# Keys of TrainConfig that may change between an interrupted run and its resumption.
+RUNTIME_KEYS = ("progress", "num_workers", "device", "eval_batch_size", "cache_dir")
+
+
+class EpochSampler(Sampler[int]):
+    """Indices of one process's shard of an epoch: a permutation seeded by (seed, epoch) (or the identity), padded
+    by wrapping around to a multiple of ``world_size`` and dealt out round-robin (rank r gets positions r, r+W, …).
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> list[int]:
+        """The full (all ranks, padded) order of the current epoch."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        total = math.ceil(self.n / self.world_size) * self.world_size
+        return (order * math.ceil(total / max(1, self.n)))[:total]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.rank::self.world_size])
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.world_size)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch}
+
+
+@dataclass
+class TrainerState:
+    """What callbacks see (and may change, e.g. ``stop = True`` ends training after the current epoch)."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model: nn.Module  # the bare network (not the DDP wrapper)
+    frontend: nn.Module
+    frontend_name: str
+    labels: list[str]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    steps_per_epoch: int
+    epoch: int = 0  # 0-based index of the current epoch
+    step: int = 0  # optimiser steps done
+    loss: float = float("nan")  # loss of the last step
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    rank: int = 0
+    world_size: int = 1
+    stop: bool = False
+
+
+class Callback:
+    """Base class of training callbacks: override any of the hooks."""
+
+    def on_train_start(self, state: TrainerState) -> None: ...
+
+    def on_epoch_start(self, state: TrainerState) -> None: ...
+
+    def on_step_end(self, state: TrainerState) -> None: ...
+
+    def on_epoch_end(self, state: TrainerState) -> None: ...
+
+
+def _call(callbacks: Sequence[Any], hook: str, state: TrainerState) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(state)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Distributed helpers
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        if not self.enabled:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def _init_distributed(device_pref: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    owns = False
+    if not dist.is_initialized():
+        use_cuda = device_pref != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        owns = True
+    return _Dist(rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
+
+
+def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> this process's GPU if CUDA is available, else CPU."""
+    if pref == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(pref)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {pref!r} requested but CUDA is not available; use device=auto or cpu")
+    return device
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Random state
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration resolution
+
+
+def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
+    """Fill in the model's and front end's complete configs (from ``init_from`` when given)."""
+    if not cfg.data:
+        raise ConfigError("data: the dataset root is not set (--data ROOT or data = \"...\" in the config)")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
+        raise ConfigError(f"epochs, batch_size and eval_every must be >= 1 "
+                          f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_every})")
+    model_name, model_cfg, frontend_name, fe_cfg = cfg.model, dict(cfg.model_config), None, dict(cfg.frontend)
+    if cfg.init_from:
+        init = _read_bundle_header(cfg.init_from)
+        if cfg.model and cfg.model != init["model_name"]:
+            raise ConfigError(f"init_from: {cfg.init_from} holds a {init['model_name']!r} model but model = "
+                              f"{cfg.model!r}; drop the model setting or start from a matching bundle")
+        model_name = init["model_name"]
+        model_cfg = {**init["model_config"], **model_cfg}
+        frontend_name = init["frontend_name"]
+        fe_cfg = {**init["frontend_config"], **fe_cfg}
+    spec = get_spec(model_name)
+    full_model = to_dict(make_config(model_name, model_cfg, n_classes=len(labels)))
+    frontend_name = frontend_name or spec.frontend
+    full_fe = to_dict(frontend_config(frontend_name, {**spec.frontend_config, **fe_cfg}))
+    return dataclasses.replace(cfg, model=model_name, model_config=full_model, frontend=full_fe)
+
+
+def _read_bundle_header(path: str | Path) -> dict[str, Any]:
+    from asc.models.registry import resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
+        raise CheckpointError(f"{ckpt_path}: not an asc model bundle")
+    return ckpt
+
+
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as TOML keeps it (None values dropped), without the keys that may change on resume."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        return value
+
+    data = strip(to_dict(cfg))
+    for key in RUNTIME_KEYS:
+        data.pop(key, None)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def _clip_dataset(layout, split: str, cfg: TrainConfig, sample_rate: int, transform=None, devices=(),
+                  setting: str = "train_devices"):
+    """A ClipDataset over ``split`` (only clips of ``devices`` when given; ``setting`` names them in errors)."""
+    from asc.data.cache import load_cache
+    from asc.data.dataset import ClipDataset
+
+    table = layout.split(split)
+    if devices:
+        unknown = sorted(set(devices) - set(table["device"]))
+        if unknown:
+            raise ConfigError(f"{setting}: no clips of device(s) {', '.join(unknown)} in split {split} "
+                              f"(devices there: {', '.join(sorted(set(table['device'])))})")
+        table = table[table["device"].isin(list(devices))].reset_index(drop=True)
+    cache = load_cache(layout.root, table["filename"].tolist(), sample_rate=sample_rate,
+                       cache_dir=cfg.cache_dir or None, progress=cfg.progress)
+    return ClipDataset(table, cache, list(layout.labels), list(layout.devices), transform=transform,
+                       cities=list(layout.cities))
+
+
+def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    nb = device.type == "cuda"
+    return batch["audio"].to(device, non_blocking=nb).float(), batch["label"].to(device, non_blocking=nb)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: Sequence[Any] = (),
+        model: nn.Module | None = None) -> dict[str, Any]:
+    """Train, validate, checkpoint and finally evaluate; returns the final dev-test metrics (``eval/test.json``).
+
+    ``model``: use this network (e.g. prepared for quantization-aware training) instead of building ``cfg.model``
+    from the registry; its state dict is what the checkpoints hold.
+    """
+    run_dir = Path(run_dir)
+    ddp = _init_distributed(cfg.device)
+    try:
+        return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+    finally:
+        if ddp.owns_group:
+            dist.destroy_process_group()
+
+
+def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], given_model: nn.Module | None,
+         ddp: _Dist) -> dict[str, Any]:
+    device = resolve_device(cfg.device, ddp.local_rank)
+    layout = open_dataset(cfg.data)
+    cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
+    ckpt_path = run_dir / "checkpoints" / "last.pt"
+    checkpoint = _check_run_dir(cfg, run_dir, resume, ckpt_path)
+    if cfg.batch_size % ddp.world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {ddp.world_size} processes")
+
+    init = _read_bundle_header(cfg.init_from) if cfg.init_from else None
+    frontend_name = init["frontend_name"] if init else get_spec(cfg.model).frontend
+
+    seed_everything(cfg.seed)
+    frontend = build_frontend(frontend_name, cfg.frontend).to(device)
+    if given_model is not None:
+        model = given_model
+    else:
+        build_cfg = dict(cfg.model_config)
+        if init is not None and build_cfg.get("pretrained"):
+            build_cfg["pretrained"] = ""  # the bundle's weights replace the pretrained start point
+        model = get_spec(cfg.model).build(make_config(cfg.model, build_cfg))
+        if init is not None:
+            load_state_dict_strict(model, init["state_dict"], f"init_from {cfg.init_from}")
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if ddp.enabled else model
+
+    sample_rate = frontend.sample_rate
+    hook, batch_aug = build_augment(cfg.augment, list(layout.devices), sample_rate=sample_rate)
+    train_ds = _clip_dataset(layout, cfg.split, cfg, sample_rate, transform=hook if hook.hooks else None,
+                             devices=cfg.train_devices)
+    val_ds = _clip_dataset(layout, cfg.val_split, cfg, sample_rate, devices=cfg.val_devices, setting="val_devices")
+    per_rank_batch = cfg.batch_size // ddp.world_size
+    sampler = EpochSampler(len(train_ds), cfg.seed, True, ddp.rank, ddp.world_size)
+    loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
+                        pin_memory=device.type == "cuda", drop_last=False)
+    val_sampler = EpochSampler(len(val_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
+    val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, sampler=val_sampler,
+                            num_workers=cfg.num_workers)
+    steps_per_epoch = len(loader)
+
+    teacher = None
+    if cfg.kd.teacher_logits:
+        from asc.train.logits import TeacherLogits
+
+        store = TeacherLogits.load(cfg.kd.teacher_logits)
+        store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
+        teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
+
+    optimizer = _optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(cfg.schedule, steps_per_epoch,
+                                                                            cfg.epochs))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    state = TrainerState(cfg=cfg, run_dir=run_dir, model=model, frontend=frontend, frontend_name=frontend_name,
+                         labels=list(layout.labels), optimizer=optimizer, scheduler=scheduler, device=device,
+                         steps_per_epoch=steps_per_epoch, rank=ddp.rank, world_size=ddp.world_size)
+    start_epoch = 0
+    # Distinct augmentation randomness per process, identical across runs.
+    seed_everything(cfg.seed * 1000 + 1 + ddp.rank)
+    if checkpoint is not None:
+        start_epoch = _restore(checkpoint, state, scaler, ddp, ckpt_path)
+    elif ddp.main:
+        save_config(cfg, run_dir / "config.toml")
+    ddp.barrier()
+
+    _log(ddp, f"training {cfg.model} on split {cfg.split} ({len(train_ds)} clips{_devices_note(cfg.train_devices)}"
+              f"), validating on {cfg.val_split} ({len(val_ds)} clips{_devices_note(cfg.val_devices)}); "
+              f"{cfg.epochs} epochs x {steps_per_epoch} steps, batch {cfg.batch_size}, {ddp.world_size} process(es) "
+              f"on {device}"
+              f"{', KD from ' + cfg.kd.teacher_logits if teacher is not None else ''}"
+              f"{_resume_note(start_epoch, cfg.epochs) if checkpoint is not None else ''}")
+    _call(callbacks, "on_train_start", state)
+    for epoch in range(start_epoch, cfg.epochs):
+        state.epoch = epoch
+        _call(callbacks, "on_epoch_start", state)
+        sampler.set_epoch(epoch)
+        t0 = time.time()
+        train_stats = _train_epoch(state, net, loader, batch_aug, teacher, scaler, use_amp, ddp, callbacks)
+        record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, **train_stats}
+        last = epoch + 1 == cfg.epochs
+        val = None
+        if (epoch + 1) % cfg.eval_every == 0 or last:
+            val = _validate(model, frontend, val_loader, val_ds, cfg, device, ddp)
+            record.update(val_loss=val["log_loss"], val_macro_accuracy=val["macro_accuracy"],
+                          val_accuracy=val["accuracy"], val_n=val["n"])
+        record["time_s"] = round(time.time() - t0, 3)
+        state.history.append(record)
+        improved = val is not None and val["macro_accuracy"] > state.best_metric
+        if improved:
+            state.best_metric, state.best_epoch = val["macro_accuracy"], epoch + 1
+        _log(ddp, _epoch_line(record, cfg.epochs, improved))
+        rngs = ddp.all_gather(rng_state())
+        if ddp.main:
+            _write_epoch(state, record, val, improved, scaler, rngs, sampler)
+        ddp.barrier()
+        _call(callbacks, "on_epoch_end", state)
+        if state.stop:
+            break
+
+    if given_model is None:
+        result = _final_eval(state, ddp)
+    else:
+        result = _final_eval_in_memory(state, val_loader, val_ds, ddp)
+    _log(ddp, f"{run_dir}: best epoch {state.best_epoch}, dev-test macro accuracy "
+              f"{100 * result['macro_accuracy']:.2f} % ({run_dir / 'eval'})")
+    return result
+
+
+def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
+    """``asc.evaluate`` of the run folder's best bundle (on rank 0; shared with the other ranks)."""
+    from asc.evaluate import evaluate
+
+    cfg, result = state.cfg, None
+    if ddp.main:
+        result = evaluate(state.run_dir, cfg.data, split=cfg.val_split, out_dir=state.run_dir / "eval",
+                          batch_size=cfg.eval_batch_size, cache_dir=cfg.cache_dir or None, progress=cfg.progress)
+    return ddp.broadcast(result)
+
+
+def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: _Dist) -> dict[str, Any]:
+    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): its best weights
+    scored in memory, written like :func:`asc.evaluate.evaluate` does."""
+    from asc.evaluate import output_paths
+    from asc.metrics import plot_confusion
+
+    cfg = state.cfg
+    best = state.run_dir / "checkpoints" / "best.pt"
+    if best.is_file():
+        state.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    metrics = _validate(state.model, state.frontend, loader, dataset, cfg, state.device, ddp)
+    result = {"model": str(state.run_dir.resolve()), "model_name": cfg.model,
+              "data_root": str(Path(cfg.data).resolve()), "split": normalise_split_name(cfg.val_split), **metrics}
+    if ddp.main:
+        json_path, png_path = output_paths(state.run_dir / "eval", cfg.val_split)
+        plot_confusion(metrics, png_path, title=f"{cfg.model} on {result['split']}: macro accuracy "
+                                                f"{100 * metrics['macro_accuracy']:.2f} %")
+        write_json(json_path, result)
+    return result
+
+
+def _resume_note(start_epoch: int, epochs: int) -> str:
+    if start_epoch >= epochs:
+        return f"; all {epochs} epochs were done already: evaluating only"
+    return f", resuming at epoch {start_epoch + 1}"
+
+
+def _devices_note(devices: Sequence[str]) -> str:
+    return f" of device {', '.join(devices)}" if devices else ""
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    params = [p for p in model.parameters() if p.requires_grad]
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+
+
+def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, ckpt_path: Path) -> dict | None:
+    """The checkpoint to resume from (None = fresh start); refuses to overwrite a finished or running run."""
+    if not resume:
+        if ckpt_path.exists() or (run_dir / "metrics.jsonl").exists():
+            raise ConfigError(f"{run_dir}: run folder already holds a run; resume it with --resume or choose "
+                              f"another --name")
+        return None
+    saved = run_dir / "config.toml"
+    if saved.is_file():
+        before = _comparable(from_dict(TrainConfig, read_toml(saved)))
+        now = _comparable(cfg)
+        if before != now:
+            diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            raise ConfigError(f"{saved}: the resumed run's config differs in {', '.join(diff)}; resume with the "
+                              f"saved config (asc train --resume --name NAME) or start a new run")
+    if not ckpt_path.is_file():
+        return None
+    try:
+        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{ckpt_path}: cannot read the checkpoint to resume from: {e}") from None
+
+
+def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) -> int:
+    load_state_dict_strict(state.model, ckpt["state_dict"], str(path))
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.scheduler.load_state_dict(ckpt["scheduler"])
+    scaler.load_state_dict(ckpt["scaler"])
+    state.step = int(ckpt["step"])
+    state.best_metric = float(ckpt["best_metric"])
+    state.best_epoch = int(ckpt["best_epoch"])
+    epochs_done = int(ckpt["epoch"])
+    state.history = [r for r in _read_history(state.run_dir) if r["epoch"] <= epochs_done]
+    rngs = ckpt["rng"]
+    if len(rngs) == ddp.world_size:
+        set_rng_state(rngs[ddp.rank])
+    else:
+        _log(ddp, f"note: {path} was written by {len(rngs)} process(es), now {ddp.world_size}: the augmentation "
+                  f"randomness after resuming differs from the uninterrupted run")
+    return epochs_done
+
+
+def _read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: nn.Module,
+                 teacher: torch.Tensor | None, scaler, use_amp: bool, ddp: _Dist,
+                 callbacks: Sequence[Any]) -> dict[str, float]:
+    cfg, device = state.cfg, state.device
+    net.train()
+    state.frontend.train()
+    batch_aug.train()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss·n, correct, n, kd part·n
+    lr = state.optimizer.param_groups[0]["lr"]
+    bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+               disable=not (cfg.progress and ddp.main), file=sys.stderr)
+    for i, batch in enumerate(bar):
+        audio, labels = _to_device(batch, device)
+        with torch.no_grad():
+            x = batch_aug(state.frontend(audio))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        targets = labels
+        t_logits = teacher[batch["index"]].to(device) if teacher is not None else None
+        if cfg.augment.mixup_alpha > 0:
+            lam, perm = mixup_params(x.size(0), cfg.augment.mixup_alpha)
+            x = mix(x, lam, perm)
+            targets = mix(F.one_hot(labels, len(state.labels)).float(), lam, perm)
+            if t_logits is not None:
+                t_logits = mix(t_logits, lam, perm)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            logits = net(x)
+        if t_logits is not None:
+            loss, parts = kd_loss(logits, targets, t_logits, cfg.kd.lam, cfg.kd.temperature)
+        else:
+            loss, parts = ce_loss(logits, targets)
+        state.optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(state.optimizer)
+            nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+        lr = state.optimizer.param_groups[0]["lr"]
+        scaler.step(state.optimizer)
+        scaler.update()
+        state.scheduler.step()
+        state.step += 1
+        n = labels.numel()
+        detached = loss.detach()
+        sums += torch.stack([detached.double() * n, (logits.detach().argmax(1) == labels).sum().double(),
+                             torch.tensor(float(n), dtype=torch.float64, device=device),
+                             parts.get("kd_loss", torch.zeros((), device=device)).double() * n])
+        state.loss = float(detached)
+        if cfg.progress and ddp.main and (i % 5 == 0 or i + 1 == len(loader)):
+            bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.4f}",
+                            acc=f"{sums[1].item() / sums[2].item():.3f}", lr=f"{lr:.2e}")
+        _call(callbacks, "on_step_end", state)
+    bar.close()
+    loss_sum, correct, count, kd_sum = ddp.sum(sums.tolist(), device)
+    stats = {"train_loss": loss_sum / max(count, 1), "train_accuracy": correct / max(count, 1), "lr": lr}
+    if teacher is not None:
+        stats["train_kd_loss"] = kd_sum / max(count, 1)
+    return stats
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, frontend: nn.Module, loader: DataLoader, dataset, cfg: TrainConfig,
+              device: torch.device, ddp: _Dist) -> dict[str, Any]:
+    """Metrics on the validation split; each process predicts its shard, duplicates from padding are dropped."""
+    from asc.metrics import compute_metrics
+
+    if ddp.enabled:  # BatchNorm statistics drift apart per process: evaluate rank 0's (= the checkpoint's)
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+    model.eval()
+    frontend.eval()
+    indices, outputs = [], []
+    for batch in loader:
+        audio, _ = _to_device(batch, device)
+        x = frontend(audio)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        outputs.append(model(x).float().cpu().numpy())
+        indices.append(batch["index"].numpy())
+    local = (np.concatenate(indices), np.concatenate(outputs))
+    gathered = ddp.all_gather(local)
+    idx = np.concatenate([g[0] for g in gathered])
+    logits = np.concatenate([g[1] for g in gathered])
+    idx, first = np.unique(idx, return_index=True)
+    logits = logits[first]
+    table = dataset.table.iloc[idx]
+    return compute_metrics(logits, table["label"].to_numpy(), table["device"].tolist(), list(dataset.labels))
+
+
+def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
+    text = (f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f} "
+            f"acc {100 * record['train_accuracy']:.1f} %, lr {record['lr']:.2e}")
+    if "val_macro_accuracy" in record:
+        text += (f"; val loss {record['val_loss']:.4f} macro acc {100 * record['val_macro_accuracy']:.2f} %"
+                 f"{' (best)' if improved else ''}")
+    return text + f" [{record['time_s']:.1f} s]"
+
+
+def _log(ddp: _Dist, message: str) -> None:
+    if ddp.main:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _bundle(state: TrainerState, **extra: Any) -> dict[str, Any]:
+    cfg = state.cfg
+    return bundle_dict(state.model, cfg.model, cfg.model_config, state.labels, state.frontend_name, cfg.frontend,
+                       train_config=to_dict(cfg), **extra)
+
+
+def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any] | None, improved: bool,
+                 scaler, rngs: list[dict[str, Any]], sampler: EpochSampler) -> None:
+    run_dir = state.run_dir
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+    summary = {"epoch": record["epoch"], "step": state.step, "val_metrics": val}
+    if improved:
+        torch_save(_bundle(state, **summary), run_dir / "checkpoints" / "best.pt")
+    torch_save(_bundle(state, **summary, optimizer=state.optimizer.state_dict(),
+                       scheduler=state.scheduler.state_dict(), scaler=scaler.state_dict(), rng=rngs,
+                       sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
+               run_dir / "checkpoints" / "last.pt")
+    plot_learning_curve(state.history, run_dir / "learning_curve.png", title=run_dir.name)
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Losses and accuracies per epoch (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from asc.fileio import atomic_path
+
+    epochs = [r["epoch"] for r in history]
+    val = [r for r in history if "val_macro_accuracy" in r]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train loss")
+    ax_loss.plot([r["epoch"] for r in val], [r["val_loss"] for r in val], marker=".", label="val log loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], label="train accuracy")
+    ax_acc.plot([r["epoch"] for r in val], [100 * r["val_macro_accuracy"] for r in val], marker=".",
+                label="val macro accuracy")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("%")
+    ax_acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,316 @@
+"""Training: schedules, KD loss, teacher-logit store, the training loop's run folder, resume after a crash,
+two-process torchrun, distillation through the CLI and device-specific fine-tuning (tiny models, tiny data)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from asc.cli import main
+from asc.config import from_dict, read_toml
+from asc.data.layout import open_dataset
+from asc.errors import ConfigError
+from asc.models.registry import load_bundle
+from asc.train.config import TrainConfig
+from asc.train.losses import kd_loss
+from asc.train.logits import TeacherLogits, TeacherLogitsError
+from asc.train.recipes import build_config
+from asc.train.schedules import cosine_with_warmup, cpjku
+from asc.train.trainer import Callback, EpochSampler, fit
+
+TINY = ["model_config.base_channels=8", "batch_size=16", "eval_batch_size=64", "schedule.warmup_steps=2",
+        "optim.lr=0.01", "augment.mixstyle_p=1.0", "progress=false"]
+
+
+def tiny_config(data: Path, epochs: int = 2, split: str = "50", extra: list[str] | None = None) -> TrainConfig:
+    return build_config("baseline24", overrides=TINY + (extra or []), data=str(data), split=split, epochs=epochs)
+
+
+# ---------------------------------------------------------------------------------------------------- schedules
+
+
+def test_cosine_schedule_key_steps():
+    f = cosine_with_warmup(warmup_steps=2000, total_steps=10000)
+    assert f(0) == 0.0
+    assert f(1000) == pytest.approx(0.5)
+    assert f(2000) == pytest.approx(1.0)
+    assert f(6000) == pytest.approx(0.5)  # half-way through the cosine
+    assert f(10000) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_with_warmup(0, 100, min_factor=0.1)(100) == pytest.approx(0.1)
+
+
+def test_cpjku_schedule_key_epochs():
+    steps = 10
+    f = cpjku(steps, warmup_epochs=14, rampdown_start=50, rampdown_epochs=84, last_factor=0.005)
+    assert f(0) == pytest.approx(math.exp(-5 * (1 - 0.5 / 14) ** 2))  # epoch 0 is clipped to 0.5
+    assert f(9) == f(0)  # constant within an epoch (the original steps per epoch)
+    assert f(7 * steps) == pytest.approx(math.exp(-5 * 0.25))
+    assert f(14 * steps) == 1.0
+    assert f(50 * steps) == 1.0
+    assert f(92 * steps) == pytest.approx(0.005 + 0.995 * 42 / 84)
+    assert f(134 * steps) == pytest.approx(0.005)
+    assert f(149 * steps + 9) == pytest.approx(0.005)
+
+
+# ---------------------------------------------------------------------------------------------------- KD loss
+
+
+def test_kd_loss_matches_hand_computation():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 10, generator=g) * 3, torch.randn(4, 10, generator=g) * 3
+    y = torch.tensor([1, 0, 9, 3])
+    lam, T = 0.02, 2.0
+    loss, parts = kd_loss(s, y, t, lam, T)
+
+    sn, tn = s.double().numpy() / T, t.double().numpy() / T
+    log_ps = sn - np.log(np.exp(sn).sum(1, keepdims=True))
+    log_pt = tn - np.log(np.exp(tn).sum(1, keepdims=True))
+    kl = (np.exp(log_pt) * (log_pt - log_ps)).mean()  # averaged over batch x classes
+    logits = s.double().numpy()
+    ce = -(logits[np.arange(4), y.numpy()] - np.log(np.exp(logits).sum(1))).mean()
+    expected = lam * ce + (1 - lam) * T * T * kl
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert (parts["label_loss"] + parts["kd_loss"]).item() == pytest.approx(expected, rel=1e-5)
+    reference = torch.nn.KLDivLoss(reduction="none", log_target=True)(
+        F.log_softmax(s / T, dim=-1), F.log_softmax(t / T, dim=-1)).mean()
+    assert parts["kd_loss"].item() == pytest.approx((1 - lam) * T * T * reference.item(), rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- logit store
+
+
+def test_teacher_logits_round_trip_and_errors(synth_data, tmp_path):
+    layout = open_dataset(synth_data.dev)
+    files = layout.split("100")["filename"].tolist()
+    logits = np.random.default_rng(0).normal(size=(len(files), len(layout.labels))).astype(np.float32)
+    store = TeacherLogits.for_dataset(synth_data.dev, files, logits, layout.labels, {"teachers": [{"run": "x"}]})
+    path = store.save(tmp_path / "t.logits")
+    assert json.loads((tmp_path / "t.logits.json").read_text())["fingerprint"] == store.fingerprint
+
+    loaded = TeacherLogits.load(path, dataset_root=synth_data.dev)
+    assert loaded.fingerprint == store.fingerprint and loaded.provenance["teachers"] == [{"run": "x"}]
+    order = [files[5], files[0], files[17]]
+    np.testing.assert_array_equal(loaded.for_files(order), logits[[5, 0, 17]])
+
+    test_file = layout.split("test")["filename"].iloc[0]
+    with pytest.raises(TeacherLogitsError, match=test_file.replace(".", r"\.")):
+        loaded.for_files([files[0], test_file])
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    meta = (synth_data.dev / "meta.csv").read_text().splitlines()
+    (foreign / "meta.csv").write_text("\n".join(meta[:-1]) + "\n")  # one clip fewer: another dataset
+    with pytest.raises(TeacherLogitsError, match="another dataset"):
+        TeacherLogits.load(path, dataset_root=foreign)
+    with pytest.raises(TeacherLogitsError, match="not found"):
+        TeacherLogits.load(tmp_path / "missing.logits")
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_pads_shards():
+    a, b = EpochSampler(11, seed=3), EpochSampler(11, seed=3)
+    a.set_epoch(4), b.set_epoch(4)
+    assert list(a) == list(b) and sorted(a) == list(range(11))
+    b.set_epoch(5)
+    assert list(a) != list(b)
+    shards = [EpochSampler(11, seed=3, rank=r, world_size=2) for r in range(2)]
+    for s in shards:
+        s.set_epoch(4)
+    assert [len(s) for s in shards] == [6, 6]
+    assert sorted(set(list(shards[0]) + list(shards[1]))) == list(range(11))
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_data, tmp_path_factory):
+    """One uninterrupted 2-epoch run of a tiny baseline24 on the synthetic split 50."""
+    run_dir = tmp_path_factory.mktemp("runs") / "plain"
+    result = fit(tiny_config(synth_data.dev), run_dir)
+    return run_dir, result
+
+
+def test_run_folder_artefacts(trained_run, synth_data):
+    run_dir, result = trained_run
+    for name in ("config.toml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "learning_curve.png",
+                 "eval/test.json", "eval/test_confusion.png"):
+        assert (run_dir / name).is_file(), name
+    cfg = from_dict(TrainConfig, read_toml(run_dir / "config.toml"))
+    assert cfg.model_config["base_channels"] == 8 and cfg.model_config["n_classes"] == 10  # fully resolved
+    assert cfg.frontend["n_mels"] == 256 and cfg.name == "plain"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert {"train_loss", "val_macro_accuracy", "val_loss", "lr", "time_s"} <= set(records[-1])
+    assert all(r["val_n"] == 40 for r in records)
+    best = max(records, key=lambda r: r["val_macro_accuracy"])
+    assert result["macro_accuracy"] == pytest.approx(best["val_macro_accuracy"])
+    assert json.loads((run_dir / "eval" / "test.json").read_text())["n"] == 40
+    bundle = load_bundle(run_dir, which="last")
+    assert bundle.model_name == "baseline24" and bundle.extra["epoch"] == 2
+    assert set(bundle.extra) >= {"optimizer", "scheduler", "rng", "sampler", "best_metric"}
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(tiny_config(synth_data.dev), run_dir)
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_start(self, state):
+        self.calls.append(("start", state.epoch, state.step))
+
+    def on_epoch_start(self, state):
+        self.calls.append(("epoch_start", state.epoch, state.step))
+
+    def on_epoch_end(self, state):
+        self.calls.append(("epoch_end", state.epoch, state.step))
+
+
+def test_given_model_and_callbacks(synth_data, tmp_path):
+    """A network handed to fit (as quantization-aware training will) is trained, checkpointed and scored in memory;
+    callbacks see the epoch boundaries."""
+    from asc.models.registry import build_model
+
+    model = build_model("baseline24", {"base_channels": 8}, n_classes=10)
+    first = next(model.parameters()).detach().clone()
+    recorder = Recorder()
+    result = fit(tiny_config(synth_data.dev, epochs=2, split="25"), tmp_path / "given", callbacks=[recorder],
+                 model=model)
+    assert recorder.calls == [("start", 0, 0), ("epoch_start", 0, 0), ("epoch_end", 0, 2), ("epoch_start", 1, 2),
+                              ("epoch_end", 1, 4)]
+    assert not torch.equal(next(model.parameters()).detach(), first)  # trained in place
+    saved = json.loads((tmp_path / "given" / "eval" / "test.json").read_text())
+    assert saved["n"] == 40 and saved["macro_accuracy"] == pytest.approx(result["macro_accuracy"])
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class CrashAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step:
+            raise SimulatedCrash(f"crash after step {state.step}")
+
+
+def test_resume_after_crash_mid_epoch_equals_uninterrupted(trained_run, synth_data, tmp_path):
+    run_dir, result = trained_run
+    resumed = tmp_path / "resumed"
+    cfg = tiny_config(synth_data.dev)
+    with pytest.raises(SimulatedCrash):
+        fit(cfg, resumed, callbacks=[CrashAt(step=4)])  # 3 steps per epoch: dies in the 2nd epoch
+    assert load_bundle(resumed, which="last").extra["epoch"] == 1
+    resumed_result = fit(cfg, resumed, resume=True)
+
+    a = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["state_dict"]
+    b = torch.load(resumed / "checkpoints" / "last.pt", weights_only=False)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=key)
+    rows_a = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows_b = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows_b] == [1, 2]
+    for ra, rb in zip(rows_a, rows_b):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
+    assert resumed_result["macro_accuracy"] == pytest.approx(result["macro_accuracy"])
+    assert resumed_result["log_loss"] == pytest.approx(result["log_loss"], rel=1e-5)
+
+
+def test_teacher_ensemble_and_distill_via_cli(trained_run, synth_data, tmp_path, capsys):
+    run_dir, _ = trained_run
+    store_path = tmp_path / "teachers" / "t.logits"
+    assert main(["teachers", "ensemble", str(run_dir), str(run_dir), "--out", str(store_path),
+                 "--data", str(synth_data.dev), "--json"]) == 0
+    prov = json.loads(capsys.readouterr().out)
+    single = json.loads((run_dir / "eval" / "test.json").read_text())["macro_accuracy"]
+    assert prov["teachers"][0]["macro_accuracy"] == pytest.approx(single)
+    assert prov["ensemble"]["macro_accuracy"] == pytest.approx(single)  # mean of two identical teachers
+    store = TeacherLogits.load(store_path, dataset_root=synth_data.dev)
+    assert len(store.filenames) == 80  # every training clip (split 100)
+
+    args = ["distill", "--teachers", str(store_path), "--data", str(synth_data.dev), "--split", "25",
+            "--epochs", "1", "--name", "kd", "--runs-dir", str(tmp_path / "runs"), "--json"]
+    for o in TINY:
+        args += ["-o", o]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 40
+    record = json.loads((tmp_path / "runs" / "kd" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train_kd_loss"] > 0
+    cfg = read_toml(tmp_path / "runs" / "kd" / "config.toml")
+    assert cfg["kd"]["teacher_logits"] == str(store_path) and cfg["kd"]["lam"] == 0.02
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_count_each_clip_once(synth_data, tmp_path):
+    from asc.evaluate import evaluate
+
+    data = tmp_path / "dev"
+    shutil.copytree(synth_data.dev, data, ignore=shutil.ignore_patterns("audio"))
+    (data / "audio").symlink_to(synth_data.dev / "audio")
+    test_csv = data / "splits" / "test.csv"
+    lines = test_csv.read_text().splitlines()
+    test_csv.write_text("\n".join(lines[:-1]) + "\n")  # 39 clips: one shard is padded with a duplicate
+    args = ["--data", str(data), "--split", "50", "--epochs", "1", "--name", "ddp", "--runs-dir",
+            str(tmp_path / "runs"), "--quiet"]
+    for o in TINY:
+        args += ["-o", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(_free_port()), "-m", "asc", "train", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "ddp"
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["val_n"] == 39
+    assert json.loads((run_dir / "eval" / "test.json").read_text())["n"] == 39
+    single = evaluate(run_dir / "checkpoints" / "last.pt", data, out_dir=tmp_path / "check", progress=False)
+    assert record["val_macro_accuracy"] == pytest.approx(single["macro_accuracy"])
+    assert record["val_loss"] == pytest.approx(single["log_loss"], rel=1e-4)
+
+
+def test_finetune_devices_routes_clips_by_device(trained_run, synth_data, tmp_path):
+    from asc.inference import load_predictor
+    from asc.train.devices import finetune_devices
+
+    run_dir, _ = trained_run
+    out = tmp_path / "ft"
+    summary = finetune_devices(run_dir, out_dir=out, epochs=1, devices=["c", "s1"], overrides=TINY,
+                               progress=False)
+    assert set(summary["device_runs"]) == {"c", "s1"}
+    assert (out / "eval" / "test.json").is_file() and (out / "finetune.json").is_file()
+    for device in ("c", "s1"):
+        assert (out / "devices" / device / "checkpoints" / "last.pt").is_file()
+        cfg = read_toml(out / "devices" / device / "config.toml")
+        assert cfg["train_devices"] == [device] and cfg["augment"]["mixstyle_p"] == 1.0  # TINY overrides apply
+
+    predictor = load_predictor(out)
+    assert set(predictor.device_models) == {"c", "s1"}
+    general = predictor.model
+    x = torch.randn(3, 1, 256, 65)
+    routed = predictor.logits_from_logmel(x, device_ids=["c", "s4", "s1"])
+    with torch.inference_mode():
+        torch.testing.assert_close(routed[0], predictor.device_models["c"](x[:1]).float()[0])
+        torch.testing.assert_close(routed[1], general(x[1:2]).float()[0])  # unseen device -> general model
+        torch.testing.assert_close(routed[2], predictor.device_models["s1"](x[2:]).float()[0])
+        assert not torch.allclose(predictor.device_models["c"](x[:1]), general(x[:1]))
+    assert summary["per_device"]["c"]["n"] > 0
