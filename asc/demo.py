@@ -9,6 +9,7 @@ again with the same folder, so an interrupted demo resumes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,20 +24,20 @@ class DemoConfig:
     preset: str = "small"  # synthetic dataset size: tiny, small, medium
     seed: int = 0
     teacher: str = "cpresnet"
-    teacher_epochs: int = 25
+    teacher_steps: int = 400  # optimiser steps; epochs follow from the split size and batch size
     student: str = "baseline24"
-    student_epochs: int = 25
-    batch_size: int = 32
+    student_steps: int = 320
+    batch_size: int = 16
     lr: float = 5e-3
-    warmup_steps: int = 40
-    eval_every: int = 5
+    warmup_steps: int = 20
+    evaluations: int = 4  # validations per run (model selection on the dev-test split)
     splits: list[str] = field(default_factory=lambda: ["5", "10", "25", "50", "100"])
     focus_split: str = "25"  # the student exported, predicted and compared with a no-teacher run
     dirs: str = ""  # folder of device impulse responses for DIR augmentation (optional)
     progress: bool = True
 
 
-QUICK = {"preset": "tiny", "teacher_epochs": 1, "student_epochs": 1, "eval_every": 1, "warmup_steps": 1}
+QUICK = {"preset": "tiny", "teacher_steps": 2, "student_steps": 2, "evaluations": 1, "warmup_steps": 1}
 
 
 class _Steps:
@@ -55,17 +56,21 @@ class _Steps:
         return result
 
 
-def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, epochs: int,
+def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps: int,
            teacher_logits: str = "") -> Path:
-    """One run through the trainer; a finished run is reused, an interrupted one resumed."""
+    """One run of about ``steps`` optimiser steps through the trainer; a finished run is reused, an interrupted one
+    resumed."""
+    from asc.data.layout import open_dataset
     from asc.train.recipes import build_config, default_recipe
     from asc.train.trainer import fit
 
     run = runs / name
     if (run / "eval" / "test.json").is_file():
         return run
-    overrides = [f"schedule.name=\"cosine\"", f"schedule.warmup_steps={cfg.warmup_steps}", f"optim.lr={cfg.lr}",
-                 "optim.name=\"adamw\"", f"eval_every={cfg.eval_every}"]
+    clips = len(open_dataset(Path(cfg.out, "data", "dev")).split(split))
+    epochs = max(1, math.ceil(steps / math.ceil(clips / cfg.batch_size)))
+    overrides = ["schedule.name=\"cosine\"", f"schedule.warmup_steps={cfg.warmup_steps}", f"optim.lr={cfg.lr}",
+                 "optim.name=\"adamw\"", f"eval_every={max(1, epochs // cfg.evaluations)}"]
     if cfg.dirs:
         overrides.append(f"augment.dir_folder={json.dumps(cfg.dirs)}")
     train_cfg = build_config(default_recipe(model), None, overrides, name=name, model=model, split=split,
@@ -118,8 +123,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     summary["dataset"] = {"clips": n_clips, "labels": len(layout.labels), "devices": layout.devices,
                           "splits": {s: len(layout.split(s)) for s in layout.available_splits()}}
 
-    teacher = steps.run(f"train the teacher ({cfg.teacher}, split 100, {cfg.teacher_epochs} epochs)",
-                        lambda: _train(cfg, runs, f"teacher-{cfg.teacher}", cfg.teacher, "100", cfg.teacher_epochs))
+    teacher = steps.run(f"train the teacher ({cfg.teacher}, split 100, {cfg.teacher_steps} steps)",
+                        lambda: _train(cfg, runs, f"teacher-{cfg.teacher}", cfg.teacher, "100", cfg.teacher_steps))
     logits = out / "teachers" / "demo.logits"
 
     def store_logits():
@@ -129,12 +134,12 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
 
     steps.run("store the teacher's logits for every training clip", store_logits)
     students = steps.run(
-        f"distil {cfg.student} students on splits {', '.join(cfg.splits)} ({cfg.student_epochs} epochs each)",
-        lambda: {s: _train(cfg, runs, f"student-kd-split{s}", cfg.student, s, cfg.student_epochs, str(logits))
+        f"distil {cfg.student} students on splits {', '.join(cfg.splits)} ({cfg.student_steps} steps each)",
+        lambda: {s: _train(cfg, runs, f"student-kd-split{s}", cfg.student, s, cfg.student_steps, str(logits))
                  for s in cfg.splits})
     plain = steps.run(f"train the same student on split {cfg.focus_split} without a teacher",
                       lambda: _train(cfg, runs, f"student-split{cfg.focus_split}", cfg.student, cfg.focus_split,
-                                     cfg.student_epochs))
+                                     cfg.student_steps))
     focus = students[cfg.focus_split]
     complexity = steps.run("check the student's complexity against the DCASE 2024 budget",
                            lambda: check_source(str(focus), "dcase2024", SourceOptions(precision="fp16")))
