@@ -12,7 +12,8 @@ import soundfile as sf
 
 from asc.cli import main as asc_main
 from asc.data.layout import DEVICE_GROUPS, open_dataset, open_eval_set, read_table
-from asc.data.synth import TAU_LABELS, SynthConfig, make_synthetic_dataset
+from asc.data.layout import TAU_SCENES
+from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.errors import DatasetError
 
 SPLITS = ("5", "10", "25", "50", "100")
@@ -21,11 +22,11 @@ SPLITS = ("5", "10", "25", "50", "100")
 def test_layout_parses_with_tau_labels_and_devices(synth_data):
     ds = open_dataset(synth_data.dev)
     cfg = SynthConfig.preset("tiny")
-    assert ds.labels == sorted(TAU_LABELS)
+    assert ds.labels == sorted(TAU_SCENES)
     assert ds.devices == ["a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"]
     assert ds.available_splits() == [*SPLITS, "test"]
-    n_train = len(TAU_LABELS) * cfg.train_segments * cfg.pieces
-    n_test = len(TAU_LABELS) * cfg.test_segments * cfg.pieces
+    n_train = len(TAU_SCENES) * cfg.train_segments * cfg.pieces
+    n_test = len(TAU_SCENES) * cfg.test_segments * cfg.pieces
     assert len(ds.meta) == n_train + n_test
     assert len(ds.split("100")) == n_train and len(ds.split("test")) == n_test
     # the official files agree with the splits folder
@@ -63,7 +64,7 @@ def test_splits_nested_whole_segments_stratified_disjoint(synth_data):
         previous = files
         for seg in split["segment"].unique():  # all pieces of a segment together
             assert segments[seg] <= files
-        assert set(split["scene_label"]) == set(TAU_LABELS)  # every class in every split
+        assert set(split["scene_label"]) == set(TAU_SCENES)  # every class in every split
         assert set(split["device"]) <= set(DEVICE_GROUPS["real"] + DEVICE_GROUPS["seen"])
     train, test = ds.split("100"), ds.split("test")
     assert not set(train["location"]) & set(test["location"])
@@ -75,14 +76,14 @@ def test_splits_nested_whole_segments_stratified_disjoint(synth_data):
 def test_eval_set(synth_data):
     ev = open_eval_set(synth_data.eval)
     cfg = SynthConfig.preset("tiny")
-    n = len(TAU_LABELS) * cfg.eval_segments * cfg.pieces
+    n = len(TAU_SCENES) * cfg.eval_segments * cfg.pieces
     assert ev.files["filename"].tolist() == [f"audio/{i}.wav" for i in range(n)]
     assert ev.has_device_ids and set(ev.files["device_id"]) <= set(sum(DEVICE_GROUPS.values(), ()))
     assert all((synth_data.eval / f).is_file() for f in ev.files["filename"])
     truth = read_table(synth_data.eval / "ground_truth.csv", ["filename", "scene_label", "source_label"])
     assert truth["filename"].tolist() == ev.files["filename"].tolist()
     assert truth["source_label"].tolist() == ev.files["device_id"].tolist()
-    assert set(truth["scene_label"]) == set(TAU_LABELS)
+    assert set(truth["scene_label"]) == set(TAU_SCENES)
 
 
 def test_same_seed_identical_bytes_other_seed_differs(tmp_path, synth_data):
@@ -134,7 +135,7 @@ def test_bad_config_and_preset():
 def test_cli_synth_and_report(synth_data, tmp_path, capsys):
     assert asc_main(["data", "synth", str(tmp_path / "s"), "--preset", "tiny", "--seed", "5", "--json"]) == 0
     paths = json.loads(capsys.readouterr().out)
-    assert open_dataset(paths["dev"]).labels == sorted(TAU_LABELS) and Path(paths["eval"]).is_dir()
+    assert open_dataset(paths["dev"]).labels == sorted(TAU_SCENES) and Path(paths["eval"]).is_dir()
     assert asc_main(["data", "synth", str(tmp_path / "s"), "--preset", "tiny"]) == 2  # exists: refuse
     assert "--overwrite" in capsys.readouterr().err
 

@@ -21,6 +21,10 @@ from asc.errors import DatasetError
 META_COLUMNS = ["filename", "scene_label", "identifier", "source_label"]
 SPLIT_COLUMNS = ["filename", "scene_label"]
 TRAIN_SPLITS = ("5", "10", "25", "50", "100")
+TAU_SCENES = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
+              "street_pedestrian", "street_traffic", "tram")  # TAU22 classes in index order (for synthetic data,
+# the official output format and validator defaults; a dataset's own labels always come from its meta.csv)
+TAU_DEVICES = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
 DEVICE_GROUPS = {"real": ("a", "b", "c"), "seen": ("s1", "s2", "s3"), "unseen": ("s4", "s5", "s6")}
 
 

@@ -29,14 +29,13 @@ from scipy.fft import next_fast_len
 from tqdm import tqdm
 
 from asc.config import to_dict
+from asc.data.layout import TAU_DEVICES, TAU_SCENES
 from asc.errors import DatasetError
 from asc.fileio import atomic_path, write_json, write_text
 
-TAU_LABELS = ("airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-              "street_pedestrian", "street_traffic", "tram")
 TAU_CITIES = ("barcelona", "helsinki", "lisbon", "london", "lyon", "milan", "paris", "prague", "stockholm", "vienna")
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
-ALL_DEVICES = TRAIN_DEVICES + ("s4", "s5", "s6")
+ALL_DEVICES = TAU_DEVICES
 SPLIT_PERCENTS = (5, 10, 25, 50, 100)
 
 
@@ -51,7 +50,7 @@ class SynthConfig:
     train_segments: int = 8          # per class
     test_segments: int = 4           # per class
     eval_segments: int = 2           # per class
-    labels: tuple[str, ...] = TAU_LABELS
+    labels: tuple[str, ...] = TAU_SCENES
     cities: tuple[str, ...] = TAU_CITIES
     device_a_share: float = 0.7      # fraction of train segments recorded with device a
     segments_per_location: int = 2

@@ -61,7 +61,7 @@ def convert(src: str | Path, model_name: str, overrides: dict[str, Any] | None =
 def convert_to_bundle(src: str | Path, model_name: str, out: str | Path, labels: list[str] | None = None,
                       overrides: dict[str, Any] | None = None) -> Path:
     """Write a model bundle of ``src`` loaded into ``model_name``; labels default to the 10 TAU scenes."""
-    from asc.submission.rules import TAU_SCENES
+    from asc.data.layout import TAU_SCENES
 
     model, config = convert(src, model_name, overrides)
     labels = list(labels or TAU_SCENES)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-TAU_SCENES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
-              "street_pedestrian", "street_traffic", "tram"]
-TAU_DEVICES = ["a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6"]
+from asc.data.layout import TAU_DEVICES, TAU_SCENES
 SPLITS = ("5", "10", "25", "50", "100")
 LABEL_PATTERN = re.compile(r"^(?P<lastname>[A-Za-z][A-Za-z-]*)_(?P<institute>[A-Za-z0-9-]+)_task1_(?P<index>[1-4])$")
 
