@@ -305,14 +305,16 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _recipe(config: dict[str, Any], run: Path) -> str:
-    """The named recipe closest to ``config`` (``config.toml`` does not record the name) and what differs."""
+    """The recipe recorded in ``config`` (else the closest named one, marked so) and what differs from it."""
     from asc.train.recipes import RECIPES
 
     if (run / "finetune.json").is_file():
         return "device_finetune (one fine-tuned copy per device)"
     flat = _flatten(config)
+    recorded = config.get("recipe") in RECIPES
+    candidates = {config["recipe"]: RECIPES[config["recipe"]]} if recorded else RECIPES
     best: tuple[int, str, list[str]] | None = None
-    for name, preset in RECIPES.items():
+    for name, preset in candidates.items():
         values = _flatten(preset)
         if "model" in values and values["model"] != config.get("model"):
             continue
@@ -322,6 +324,7 @@ def _recipe(config: dict[str, Any], run: Path) -> str:
     if best is None:
         return "custom"
     _, name, differ = best
+    name = name if recorded else f"{name} (closest)"
     return name if not differ else f"{name}, changed: {', '.join(differ)}"
 
 
@@ -825,7 +828,7 @@ def _card(e: RunEntry) -> str:
     if e.model and "model" not in e.settings:
         rows.append(("model", e.model))
     if e.recipe:
-        rows.append(("recipe (closest)", e.recipe))
+        rows.append(("recipe", e.recipe))
     rows += list(e.settings.items())
     if e.eval_path is not None:
         rows.append(("evaluated on", f"{e.eval_split} of {e.metrics.get('data_root', MISSING)}"))

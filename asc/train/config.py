@@ -46,6 +46,7 @@ class TrainConfig:
     """Everything that defines a training run; written fully resolved to ``RUN/config.toml``."""
 
     name: str = ""
+    recipe: str = ""  # the named recipe the run started from (asc.train.recipes), recorded for reports
     data: str = ""  # dataset root in the TAU layout
     split: str = "25"  # training split (5, 10, 25, 50, 100)
     val_split: str = "test"  # validation / model selection (the dev-test split)

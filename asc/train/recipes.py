@@ -88,7 +88,7 @@ def build_config(recipe: str | None = None, config_file: str | Path | None = Non
     data = to_dict(base if base is not None else TrainConfig())
     data = merge(data, defaults or {})
     if recipe:
-        data = merge(data, get_recipe(recipe))
+        data = merge(data, {**get_recipe(recipe), "recipe": recipe})
     if config_file is not None:
         data = merge(data, read_toml(config_file))
     data = merge(data, {k: v for k, v in values.items() if v is not None})
