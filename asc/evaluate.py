@@ -65,7 +65,7 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
                              device_names=dataset.devices)
     data_labels = dataset.label_array
     model_labels = np.where(data_labels >= 0, to_model[np.maximum(data_labels, 0)], -1)
-    devices = [dataset.devices[i] if i >= 0 else "" for i in dataset.device_array]
+    devices = dataset.device_names
     metrics = compute_metrics(logits, model_labels, devices, list(predictor.labels))
     result = {"model": str(model_path.resolve()), "model_name": predictor.name,
               "data_root": str(Path(data_root).resolve()), "split": split, **metrics}

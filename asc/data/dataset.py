@@ -94,6 +94,11 @@ class ClipDataset(Dataset):
         return self._device.copy()
 
     @property
+    def device_names(self) -> list[str]:
+        """Device name per item ("" unknown)."""
+        return [self.devices[i] if i >= 0 else "" for i in self._device]
+
+    @property
     def filenames(self) -> list[str]:
         return list(self._filenames)
 

@@ -57,19 +57,12 @@ def predict(file_paths: Sequence[str | Path], device_ids: Sequence[str], model_f
     """One logit tensor per file and the class order."""
     model = load_model(model_file_path)
     device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-    frontend = model.predictor.frontend.to(device).eval()
+    predictor = model.predictor
+    for net in (predictor.frontend, predictor.model, *predictor.device_models.values()):
+        net.to(device).eval()
     outputs: list[torch.Tensor] = []
     for start in range(0, len(file_paths), batch_size):
-        files = list(file_paths[start:start + batch_size])
-        ids = [d if d in model.predictor.device_models else "" for d in device_ids[start:start + batch_size]]
-        waves = load_inputs(files, ids, model).to(device)
-        logmel = frontend(waves)
-        rows: dict[str, list[int]] = {}
-        for i, d in enumerate(ids):
-            rows.setdefault(d, []).append(i)
-        logits = torch.empty(len(files), len(model.predictor.labels), device=device)
-        for d, idx in rows.items():
-            net = get_model_for_device(model, d).to(device).eval()
-            logits[idx] = net(logmel[idx]).float()
-        outputs.extend(logits.cpu().unbind(0))
-    return outputs, list(model.predictor.labels)
+        ids = list(device_ids[start:start + batch_size])
+        waves = load_inputs(list(file_paths[start:start + batch_size]), ids, model).to(device)
+        outputs.extend(predictor.logits_from_logmel(predictor.frontend(waves), device_ids=ids).cpu().unbind(0))
+    return outputs, list(predictor.labels)

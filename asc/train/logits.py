@@ -150,12 +150,12 @@ def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: st
         predictor = _load_teacher(run, layout.labels)
         train_logits, train_ds = _predict_split(predictor, layout, split, batch_size, cache_dir, progress)
         val_logits, val_ds = _predict_split(predictor, layout, val_split, batch_size, cache_dir, progress)
-        metrics = compute_metrics(val_logits, val_ds.label_array, _device_names(val_ds), layout.labels)
+        metrics = compute_metrics(val_logits, val_ds.label_array, val_ds.device_names, layout.labels)
         teachers.append({"run": str(Path(run).resolve()), "model": predictor.name, **_brief(metrics)})
         train_sum = train_logits if train_sum is None else train_sum + train_logits
         val_sum = val_logits if val_sum is None else val_sum + val_logits
         val_ref, filenames = val_ds, train_ds.filenames
-    ensemble = compute_metrics(val_sum / len(runs), val_ref.label_array, _device_names(val_ref), layout.labels)
+    ensemble = compute_metrics(val_sum / len(runs), val_ref.label_array, val_ref.device_names, layout.labels)
     provenance = {"split": str(split), "val_split": str(val_split), "data_root": str(Path(data_root).resolve()),
                   "teachers": teachers, "ensemble": _brief(ensemble), "combine": "mean of logits"}
     store = TeacherLogits.for_dataset(layout.root, filenames, train_sum / len(runs), layout.labels, provenance)
@@ -184,10 +184,6 @@ def _predict_split(predictor, layout, split: str, batch_size: int, cache_dir, pr
     logits = predict_batches(predictor, loader, total=len(loader), desc=f"{predictor.name} on split {split}",
                              progress=progress)
     return logits.astype(np.float64), dataset
-
-
-def _device_names(dataset) -> list[str]:
-    return [dataset.devices[i] if i >= 0 else "" for i in dataset.device_array]
 
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
