@@ -70,3 +70,13 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically, then release it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from asc.data.layout import DEVICE_GROUPS, natural_key
 from asc.errors import DatasetError
-from asc.fileio import atomic_path
+from asc.fileio import save_figure
 
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # sklearn's log_loss clips float64 probabilities to [eps, 1 - eps]
 UNKNOWN_DEVICE = "unknown"
@@ -141,6 +141,4 @@ def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str | None 
             ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_title(title or f"macro accuracy {_pct(metrics['macro_accuracy'])} % (n = {metrics['n']:,})")
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return Path(path)
+    return save_figure(fig, path)

@@ -57,7 +57,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from asc.config import from_dict, read_toml, to_dict
 from asc.errors import AscError, ConfigError
-from asc.fileio import atomic_path, write_json, write_text
+from asc.fileio import save_figure, write_json, write_text
 
 # objective -> (direction, key of the per-epoch validation record used for pruning, or None)
 OBJECTIVES: dict[str, tuple[str, str | None]] = {
@@ -799,13 +799,8 @@ def study_report(study: str, storage: str | None = None, runs_dir: str | Path = 
 
 
 def _figure(path: Path, fig) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _pyplot():

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from asc.data.layout import Layout, open_dataset
 from asc.errors import DatasetError
-from asc.fileio import atomic_path, write_json
+from asc.fileio import save_figure, write_json
 
 
 def dataset_report(root: str | Path | Layout, audio: bool = True, progress: bool = True) -> dict:
@@ -114,8 +114,4 @@ def write_report(report: dict, out: str | Path) -> list[Path]:
     axes[0][0].set_ylabel("clips")
     axes[0][-1].legend(fontsize=7, title="device")
     fig.tight_layout()
-    png_path = out / "data_report.png"
-    with atomic_path(png_path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return [json_path, png_path]
+    return [json_path, save_figure(fig, out / "data_report.png", dpi=110)]

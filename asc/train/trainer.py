@@ -44,7 +44,7 @@ from asc.augment import build_augment, mix, mixup_params
 from asc.config import from_dict, read_toml, save_config, to_dict
 from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import CheckpointError, ConfigError
-from asc.fileio import torch_save, write_json, write_text
+from asc.fileio import save_figure, torch_save, write_json, write_text
 from asc.frontend import build_frontend, frontend_config
 from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
 from asc.train.config import TrainConfig
@@ -667,8 +667,6 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from asc.fileio import atomic_path
-
     epochs = [r["epoch"] for r in history]
     val = [r for r in history if "val_macro_accuracy" in r]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -684,7 +682,4 @@ def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = 
     ax_acc.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
