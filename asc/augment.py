@@ -62,15 +62,20 @@ class FreqMixStyle(nn.Module):
             raise ConfigError(f"FreqMixStyle alpha: expected a positive number, got {alpha}")
         self.p, self.alpha, self.eps, self.generator = p, alpha, eps, generator
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """This batch's draw: (λ [B], permutation [B]), or None when the batch is left alone (or in eval mode)."""
         if not self.training or self.p == 0:
-            return x
+            return None
         if torch.rand((), generator=self.generator).item() >= self.p:
-            return x
-        batch = x.size(0)
-        lam = sample_beta(self.alpha, batch, self.generator)
-        perm = torch.randperm(batch, generator=self.generator)
-        return freq_mixstyle(x, lam, perm, self.eps)
+            return None
+        return sample_beta(self.alpha, batch, self.generator), torch.randperm(batch, generator=self.generator)
+
+    def apply(self, x: torch.Tensor, draw: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """``x`` mixed with a draw of :meth:`sample` (e.g. the student's draw applied to a teacher's input)."""
+        return x if draw is None else freq_mixstyle(x, *draw, self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.sample(x.size(0)))
 
     def extra_repr(self) -> str:
         return f"p={self.p}, alpha={self.alpha}, eps={self.eps}"
@@ -225,12 +230,11 @@ def build_augment(cfg: AugmentConfig, device_names: Sequence[str],
     """(waveform hook for the training dataset, batch module for the log-mel batch) of ``cfg``.
 
     The hook applies DIR, then the time roll (the order of the CPJKU pipeline); it is an empty ``Compose`` when
-    both are off. The batch module is :class:`FreqMixStyle`, or ``nn.Identity`` when ``mixstyle_p`` is 0.
+    both are off. The batch module is :class:`FreqMixStyle` (the identity when ``mixstyle_p`` is 0).
     """
     hooks: list[WaveformHook] = []
     if cfg.dir_folder and cfg.dir_p > 0:
         hooks.append(DeviceImpulseResponse(cfg.dir_folder, sample_rate, cfg.dir_p, cfg.dir_devices, device_names))
     if cfg.roll_samples > 0:
         hooks.append(TimeRoll(cfg.roll_samples))
-    batch_module = FreqMixStyle(cfg.mixstyle_p, cfg.mixstyle_alpha) if cfg.mixstyle_p > 0 else nn.Identity()
-    return Compose(hooks), batch_module
+    return Compose(hooks), FreqMixStyle(cfg.mixstyle_p, cfg.mixstyle_alpha)

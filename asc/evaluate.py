@@ -68,7 +68,8 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
     devices = dataset.device_names
     metrics = compute_metrics(logits, model_labels, devices, list(predictor.labels))
     result = {"model": str(model_path.resolve()), "model_name": predictor.name,
-              "data_root": str(Path(data_root).resolve()), "split": split, **metrics}
+              "data_root": str(Path(data_root).resolve()), "split": split,
+              "selection": getattr(predictor, "selection", None), **metrics}
     json_path, png_path = output_paths(out_dir if out_dir is not None else default_out_dir(model_path), split)
     plot_confusion(metrics, png_path, title=f"{predictor.name} on {split}: macro accuracy "
                                             f"{100 * metrics['macro_accuracy']:.2f} %")

@@ -507,6 +507,8 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
     }
     if calib_info:
         metadata["asc.calibration"] = json.dumps(calib_info)
+    if bundle.extra.get("selection"):
+        metadata["asc.selection"] = json.dumps(bundle.extra["selection"])
     _set_metadata(net, metadata)
     net.producer_name, net.doc_string = "asc", f"{bundle.model_name} {precision}: log-mel [B, 1, F, T] -> logits"
 
@@ -656,6 +658,7 @@ class OnnxPredictor:
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{self.path}: malformed asc metadata ({_first_lines(e)})") from None
         self.precision = meta["asc.precision"]
+        self.selection = json.loads(meta["asc.selection"]) if "asc.selection" in meta else None
         self.metadata = dict(meta)
         self.name = f"{self.model_name} ({self.precision} ONNX)"
         self.input_name = self.session.get_inputs()[0].name

@@ -52,6 +52,7 @@ class TorchPredictor:
         self.frontend = bundle.frontend.eval()
         self.labels = bundle.labels
         self.name = bundle.model_name
+        self.selection = bundle.extra.get("selection")  # how the training run chose this checkpoint
         self.device_models: dict[str, nn.Module] = {}
         for device, state_dict in bundle.extra.get("device_state_dicts", {}).items():
             model = copy.deepcopy(bundle.model)

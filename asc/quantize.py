@@ -287,7 +287,7 @@ def _source_config(run: Path, bundle) -> dict[str, Any]:
 
 def qat_train_config(run: str | Path, config: QATConfig, out_dir: Path, data_root: str | Path | None = None,
                      overrides: list[str] | None = None):
-    """The TrainConfig of the QAT fine-tuning: the run's own, from its best checkpoint, ``epochs`` at lr / 10,
+    """The TrainConfig of the QAT fine-tuning: the run's own, from the run's model, ``epochs`` at lr / 10,
     cosine schedule without warm-up; ``overrides`` (dotted ``key=value``) last."""
     from asc.config import apply_overrides, from_dict
     from asc.models.registry import load_bundle, resolve_checkpoint
@@ -312,8 +312,9 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
             progress: bool = True) -> dict[str, Any]:
     """Fine-tune run ``run`` with fake INT8 into ``out_dir`` (default ``RUN-qat``); export and evaluate INT8 ONNX.
 
-    Returns (and writes to ``out_dir/qat.json``) the dev-test metrics of the fake-INT8 network at its best epoch
-    (``eval/``), of the fine-tuned float weights (``eval-float/``) and, with ``config.export``, the INT8 ONNX
+    Returns (and writes to ``out_dir/qat.json``) the dev-test metrics of the fake-INT8 network at the epoch the
+    run's selection rule keeps (``eval/``), of the fine-tuned float weights (``eval-float/``) and, with
+    ``config.export``, the INT8 ONNX
     export report and its metrics (``export/eval/``).
     """
     from asc.evaluate import evaluate
@@ -332,33 +333,23 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
                             cache_dir=cfg.cache_dir or None)
     calib = calibration_logmels(waves, frontend, input_shape(frontend), None, f"{cfg.data} split {cfg.split}")
     model = prepare_qat(bundle.model.train(), ema=config.ema)
-    # The trainer scores the network it was given: the fake-INT8 model with its best weights.
+    # The trainer scores the network it was given: the fake-INT8 model with its selected weights.
     fake = fit(cfg, out_dir, resume=resume, callbacks=[QATCallback(config, calib)], model=model)
-    history = [r for r in _read_jsonl(out_dir / "metrics.jsonl") if "val_macro_accuracy" in r]
-    best_epoch = max(history, key=lambda r: r["val_macro_accuracy"])["epoch"] if history else None
-    floating = evaluate(out_dir, cfg.data, split=cfg.val_split, out_dir=out_dir / "eval-float",
+    floating = evaluate(out_dir, cfg.data, split="test", out_dir=out_dir / "eval-float",
                         cache_dir=cfg.cache_dir or None, progress=progress)
     keys = ("macro_accuracy", "accuracy", "log_loss")
     summary: dict[str, Any] = {
         "run": str(out_dir), "source": str(run), "config": dataclasses.asdict(config),
-        "fake_quant": {"epoch": best_epoch, **{k: fake[k] for k in keys}},
+        "fake_quant": {"epoch": fake["selection"]["epoch"], **{k: fake[k] for k in keys}},
         "float": {k: floating[k] for k in keys},
     }
     if config.export:
         report = export_model(out_dir, out_dir / "export" / "model.int8.onnx", precision="int8", data_root=cfg.data,
-                              calibration_split=cfg.split, check_split=cfg.val_split,
-                              cache_dir=cfg.cache_dir or None)
-        metrics = evaluate(report.path, cfg.data, split=cfg.val_split, out_dir=out_dir / "export" / "eval",
+                              calibration_split=cfg.split, cache_dir=cfg.cache_dir or None)
+        metrics = evaluate(report.path, cfg.data, split="test", out_dir=out_dir / "export" / "eval",
                            cache_dir=cfg.cache_dir or None, progress=progress)
         summary["export"] = report.to_dict()
         summary["int8"] = {k: metrics[k] for k in keys}
     write_json(out_dir / "qat.json", summary)
     return summary
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

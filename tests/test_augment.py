@@ -224,6 +224,7 @@ def test_build_augment_from_config(ir_folder):
     assert isinstance(roll, TimeRoll) and roll.max_shift == 4000
     assert isinstance(batch_module, FreqMixStyle) and (batch_module.p, batch_module.alpha) == (0.4, 0.3)
     hook, batch_module = build_augment(AugmentConfig(mixstyle_p=0.0, roll_samples=0), ["a"])
-    assert hook.hooks == [] and isinstance(batch_module, nn.Identity)
+    x = torch.randn(4, 1, 8, 5)
+    assert hook.hooks == [] and batch_module.train()(x) is x and batch_module.sample(4) is None
     default_hook, _ = build_augment(AugmentConfig(), ["a"])
     assert [type(h) for h in default_hook.hooks] == [TimeRoll]

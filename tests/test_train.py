@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from asc.cli import main
 from asc.config import from_dict, read_toml
 from asc.data.layout import open_dataset
+from asc.data.splits import carve_validation
 from asc.errors import ConfigError
 from asc.models.registry import load_bundle
 from asc.train.config import TrainConfig
@@ -142,25 +144,115 @@ def trained_run(synth_data, tmp_path_factory):
 
 
 def test_run_folder_artefacts(trained_run, synth_data):
+    """Without a validation set the run's model is its last epoch: no best.pt, no per-epoch validation."""
+    from asc.evaluate import evaluate
+
     run_dir, result = trained_run
-    for name in ("config.toml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "learning_curve.png",
+    for name in ("config.toml", "metrics.jsonl", "checkpoints/last.pt", "learning_curve.png",
                  "eval/test.json", "eval/test_confusion.png"):
         assert (run_dir / name).is_file(), name
+    assert not (run_dir / "checkpoints" / "best.pt").exists() and not (run_dir / "validation.csv").exists()
     cfg = from_dict(TrainConfig, read_toml(run_dir / "config.toml"))
     assert cfg.model_config["base_channels"] == 8 and cfg.model_config["n_classes"] == 10  # fully resolved
     assert cfg.frontend["n_mels"] == 256 and cfg.name == "plain"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
-    assert {"train_loss", "val_macro_accuracy", "val_loss", "lr", "time_s"} <= set(records[-1])
-    assert all(r["val_n"] == 40 for r in records)
-    best = max(records, key=lambda r: r["val_macro_accuracy"])
-    assert result["macro_accuracy"] == pytest.approx(best["val_macro_accuracy"])
-    assert json.loads((run_dir / "eval" / "test.json").read_text())["n"] == 40
+    assert {"train_loss", "lr", "time_s"} <= set(records[-1])
+    assert not any(key.startswith("val_") for r in records for key in r)
+    saved = json.loads((run_dir / "eval" / "test.json").read_text())
+    assert saved["n"] == 40
+    assert saved["selection"] == {"checkpoint": "last", "epoch": 2, "selected_on": "last epoch"}
+    last = evaluate(run_dir / "checkpoints" / "last.pt", synth_data.dev, out_dir=run_dir / "check", progress=False)
+    assert result["macro_accuracy"] == pytest.approx(last["macro_accuracy"])
+    assert result["log_loss"] == pytest.approx(last["log_loss"], rel=1e-6)
     bundle = load_bundle(run_dir, which="last")
     assert bundle.model_name == "baseline24" and bundle.extra["epoch"] == 2
     assert set(bundle.extra) >= {"optimizer", "scheduler", "rng", "sampler", "best_metric"}
     with pytest.raises(ConfigError, match="--resume"):
         fit(tiny_config(synth_data.dev), run_dir)
+
+
+VALIDATION = ["validation.fraction=0.3", "validation.select=\"best\""]
+
+
+def test_validation_set_is_carved_from_the_training_split_and_selects_the_model(synth_data, tmp_path):
+    from asc.evaluate import evaluate
+    from asc.models.registry import resolve_checkpoint
+
+    run_dir = tmp_path / "val"
+    result = fit(tiny_config(synth_data.dev, epochs=3, extra=VALIDATION), run_dir)
+    layout = open_dataset(synth_data.dev)
+    split, test = layout.split("50"), layout.split("test")
+    val = pd.read_csv(run_dir / "validation.csv", sep="\t")
+    val_rows = split[split["filename"].isin(val["filename"])]
+    train_rows = split[~split["filename"].isin(val["filename"])]
+    assert len(val_rows) == len(val) == 12 and set(val["filename"]) <= set(split["filename"])
+    assert not set(val_rows["location"]) & set(train_rows["location"])  # whole locations
+    assert not set(val["filename"]) & set(test["filename"])
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["val_n"] == 12 for r in records)
+    best = max(records, key=lambda r: r["val_macro_accuracy"])  # the first of equals
+    assert resolve_checkpoint(run_dir) == run_dir / "checkpoints" / "best.pt"
+    bundle = load_bundle(run_dir)
+    assert bundle.extra["epoch"] == best["epoch"]
+    selection = json.loads((run_dir / "eval" / "test.json").read_text())["selection"]
+    assert selection["checkpoint"] == "best" and selection["epoch"] == best["epoch"]
+    assert selection["selected_on"] == "validation macro accuracy"
+    assert selection["validation_macro_accuracy"] == pytest.approx(best["val_macro_accuracy"])
+    again = evaluate(run_dir / "checkpoints" / "best.pt", synth_data.dev, out_dir=tmp_path / "check", progress=False)
+    assert result["macro_accuracy"] == pytest.approx(again["macro_accuracy"])  # the dev-test score of best.pt
+    with pytest.raises(ConfigError, match="validation.fraction"):
+        fit(tiny_config(synth_data.dev, extra=["validation.select=\"best\""]), tmp_path / "no-val")
+
+
+class SplitReads(Callback):
+    """Records every split the dataset is asked for, and the end of each epoch, in order."""
+
+    def __init__(self, monkeypatch):
+        from asc.data.layout import Layout
+
+        self.events: list[tuple[str, str]] = []
+        original = Layout.split
+
+        def split(layout, name):
+            self.events.append(("split", str(name)))
+            return original(layout, name)
+
+        monkeypatch.setattr(Layout, "split", split)
+
+    def on_epoch_end(self, state):
+        self.events.append(("epoch_end", str(state.epoch)))
+
+
+def test_no_decision_is_made_on_the_test_split(synth_data, tmp_path, monkeypatch):
+    """Model selection and early stopping read only the training split; the test split is read after the last epoch,
+    and scrambling its labels changes the reported score but not the model."""
+    reads = SplitReads(monkeypatch)
+    extra = VALIDATION + ["validation.patience=1"]
+    fit(tiny_config(synth_data.dev, epochs=3, extra=extra), tmp_path / "a", callbacks=[reads])
+    events = reads.events
+    last_epoch = max(i for i, e in enumerate(events) if e[0] == "epoch_end")
+    test_reads = [i for i, e in enumerate(events) if e == ("split", "test")]
+    assert test_reads and min(test_reads) > last_epoch, events
+
+    scrambled = tmp_path / "scrambled"
+    shutil.copytree(synth_data.dev, scrambled, ignore=shutil.ignore_patterns("audio"))
+    (scrambled / "audio").symlink_to(synth_data.dev / "audio")
+    test_csv = pd.read_csv(scrambled / "splits" / "test.csv", sep="\t")
+    test_csv["scene_label"] = sorted(test_csv["scene_label"])[0]  # every test clip relabelled as one class
+    test_csv.to_csv(scrambled / "splits" / "test.csv", sep="\t", index=False)
+    meta = pd.read_csv(scrambled / "meta.csv", sep="\t")
+    meta = meta.set_index("filename")
+    meta.loc[test_csv["filename"], "scene_label"] = test_csv["scene_label"].to_numpy()
+    meta.reset_index().to_csv(scrambled / "meta.csv", sep="\t", index=False)
+    b = fit(tiny_config(scrambled, epochs=3, extra=extra), tmp_path / "b")
+    a_model = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
+    b_model = torch.load(tmp_path / "b" / "checkpoints" / "best.pt", weights_only=False)
+    assert a_model["epoch"] == b_model["epoch"]
+    for key, value in a_model["state_dict"].items():
+        torch.testing.assert_close(b_model["state_dict"][key], value, msg=key)
+    a = json.loads((tmp_path / "a" / "eval" / "test.json").read_text())
+    assert a["confusion"] != b["confusion"]  # the scrambled labels are what the final report scores
 
 
 class Recorder(Callback):
@@ -225,7 +317,6 @@ def test_resume_after_crash_mid_epoch_equals_uninterrupted(trained_run, synth_da
     assert [r["epoch"] for r in rows_b] == [1, 2]
     for ra, rb in zip(rows_a, rows_b):
         assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
-        assert rb["val_loss"] == pytest.approx(ra["val_loss"], rel=1e-5)
     assert resumed_result["macro_accuracy"] == pytest.approx(result["macro_accuracy"])
     assert resumed_result["log_loss"] == pytest.approx(result["log_loss"], rel=1e-5)
 
@@ -254,6 +345,40 @@ def test_teacher_ensemble_and_distill_via_cli(trained_run, synth_data, tmp_path,
     cfg = read_toml(tmp_path / "runs" / "kd" / "config.toml")
     assert cfg["kd"]["teacher_logits"] == str(store_path) and cfg["kd"]["lam"] == 0.02
 
+    online = ["distill", "--teachers", str(run_dir), str(run_dir), "--data", str(synth_data.dev), "--split", "25",
+              "--epochs", "1", "--name", "kd-online", "--runs-dir", str(tmp_path / "runs"), "--json"]
+    for o in TINY + ["augment.mixup_alpha=0.3"]:
+        online += ["-o", o]
+    assert main(online) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 40
+    cfg = read_toml(tmp_path / "runs" / "kd-online" / "config.toml")
+    assert cfg["kd"]["teachers"] == [str(run_dir)] * 2 and cfg["kd"]["teacher_logits"] == ""
+    record = json.loads((tmp_path / "runs" / "kd-online" / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["train_kd_loss"] > 0
+    assert main(online[:2] + [str(store_path), str(run_dir)] + online[4:]) == 2
+    assert "a logit store" in capsys.readouterr().err
+
+
+def test_online_teachers_see_the_students_augmented_batch(trained_run):
+    """Consistent teaching: the teacher gets the student's Freq-MixStyle draw and mixup on its own features."""
+    from asc.augment import FreqMixStyle, freq_mixstyle, mix, mixup_params
+    from asc.train.trainer import OnlineTeachers
+
+    run_dir, _ = trained_run
+    bundle = load_bundle(run_dir)
+    teachers = OnlineTeachers([str(run_dir), str(run_dir / "checkpoints" / "last.pt")], bundle.labels, 32000,
+                              torch.device("cpu"), channels_last=False)
+    audio = torch.randn(6, 32000, generator=torch.Generator().manual_seed(1))
+    fms = FreqMixStyle(p=1.0, alpha=0.3, generator=torch.Generator().manual_seed(2)).train()
+    draw = fms.sample(6)
+    mixup = mixup_params(6, 0.3, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = bundle.model(mix(freq_mixstyle(bundle.frontend(audio), *draw), *mixup))
+        plain = bundle.model(bundle.frontend(audio))
+    got = teachers.logits(audio, fms, draw, mixup)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # two identical teachers: their mean
+    assert not torch.allclose(got, plain, atol=1e-3)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -267,11 +392,14 @@ def test_torchrun_two_processes_count_each_clip_once(synth_data, tmp_path):
     data = tmp_path / "dev"
     shutil.copytree(synth_data.dev, data, ignore=shutil.ignore_patterns("audio"))
     (data / "audio").symlink_to(synth_data.dev / "audio")
-    test_csv = data / "splits" / "test.csv"
-    lines = test_csv.read_text().splitlines()
-    test_csv.write_text("\n".join(lines[:-1]) + "\n")  # 39 clips: one shard is padded with a duplicate
+    layout = open_dataset(data)
+    _, val = carve_validation(layout.split("50"), 0.3, 0)
+    split_csv = data / "splits" / "split50.csv"
+    table = pd.read_csv(split_csv, sep="\t")
+    table[table["filename"] != val["filename"].iloc[0]].to_csv(split_csv, sep="\t", index=False)
+    # 11 validation clips: one shard is padded with a duplicate
     args = ["--data", str(data), "--split", "50", "--epochs", "1", "--name", "ddp", "--runs-dir",
-            str(tmp_path / "runs"), "--quiet"]
+            str(tmp_path / "runs"), "--quiet", "--val-split", "0.3"]
     for o in TINY:
         args += ["-o", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -281,9 +409,12 @@ def test_torchrun_two_processes_count_each_clip_once(synth_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
     record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    assert record["val_n"] == 39
-    assert json.loads((run_dir / "eval" / "test.json").read_text())["n"] == 39
+    assert record["val_n"] == 11 == len(pd.read_csv(run_dir / "validation.csv", sep="\t"))
+    assert json.loads((run_dir / "eval" / "test.json").read_text())["n"] == 40
+    # the same model scored in one process on the validation files
+    (data / "splits" / "test.csv").write_text((run_dir / "validation.csv").read_text())
     single = evaluate(run_dir / "checkpoints" / "last.pt", data, out_dir=tmp_path / "check", progress=False)
+    assert single["n"] == 11
     assert record["val_macro_accuracy"] == pytest.approx(single["macro_accuracy"])
     assert record["val_loss"] == pytest.approx(single["log_loss"], rel=1e-4)
 

@@ -19,10 +19,12 @@ def register(sub) -> None:
                     "development")
     _add_train_args(p, default_model="baseline24")
 
-    p = add_command(sub, "distill", _distill, "train a student with knowledge distillation from stored teacher logits",
-                    "asc distill --split 25 --teachers teachers/ensemble.logits --data ROOT --model cpmobile")
+    p = add_command(sub, "distill", _distill, "train a student with knowledge distillation from teachers",
+                    "asc distill --split 25 --teachers runs/teacher-1 runs/teacher-2 --data ROOT --model cpmobile")
     _add_train_args(p, default_model="baseline24")
-    p.add_argument("--teachers", metavar="FILE", help="teacher-logit store from `asc teachers ensemble`")
+    p.add_argument("--teachers", nargs="+", metavar="SOURCE",
+                   help="teacher run folders or bundles, run online on the student's augmented batches and averaged "
+                        "(consistent teaching), or one logit store (.logits) from `asc teachers ensemble`")
 
     p = add_command(sub, "train-teacher", _train_teacher, "train a teacher (default split 100, the model's recipe)",
                     "asc train-teacher --model cpresnet --split 100 --data ROOT --dirs /data/micirp")
@@ -63,6 +65,11 @@ def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
                                     "device_finetune (default: the model's own)")
     p.add_argument("--config", metavar="FILE", help="TOML file of TrainConfig values (applied after the recipe)")
     p.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
+    p.add_argument("--val-split", type=float, metavar="FRACTION",
+                   help="hold out this share of the training split's recording locations as a validation set and "
+                        "keep the best validation epoch (default: no validation, the model is the last epoch; the "
+                        "dev-test split is never used to select)")
     p.add_argument("--dirs", metavar="FOLDER", help="device impulse responses for DIR augmentation")
     p.add_argument("--name", help="run name (default: <model>-split<split>-<time>)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run folders go (default runs/)")
@@ -79,9 +86,19 @@ def _train(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     if not args.resume and not args.teachers:
-        raise ConfigError("distill: --teachers FILE (a store from `asc teachers ensemble`) is required")
+        raise ConfigError("distill: --teachers is required: teacher run folders (online) or a logit store from "
+                          "`asc teachers ensemble`")
     return _run_training(args, suffix="-kd", split_default=None,
-                         extra={"kd": {"teacher_logits": args.teachers}} if args.teachers else None)
+                         extra={"kd": teacher_settings(args.teachers)} if args.teachers else None)
+
+
+def teacher_settings(sources: list[str]) -> dict:
+    """``kd`` settings for ``--teachers``: one ``.logits`` store, or teacher runs / bundles taught online."""
+    stores = [s for s in sources if s.endswith(".logits")]
+    if stores and len(sources) > 1:
+        raise ConfigError(f"--teachers: a logit store ({stores[0]}) already holds its ensemble; pass it alone, or "
+                          f"pass teacher run folders to teach online")
+    return {"teacher_logits": sources[0], "teachers": []} if stores else {"teacher_logits": "", "teachers": sources}
 
 
 def _train_teacher(args: argparse.Namespace) -> int:
@@ -107,8 +124,9 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
         return _report(result, run_dir, args.json)
 
     model = args.model or args.default_model
-    values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs,
+    values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs, "seed": args.seed,
               "progress": False if args.quiet else None,
+              "validation": {"fraction": args.val_split, "select": "best"} if args.val_split else None,
               "augment": {"dir_folder": args.dirs} if args.dirs else None, **(extra or {})}
     defaults = {"model": args.default_model, **({"split": split_default} if split_default else {})}
     cfg = build_config(args.recipe or default_recipe(model), args.config, args.overrides, defaults=defaults,
@@ -147,7 +165,7 @@ def _ensemble(args: argparse.Namespace) -> int:
     e = prov["ensemble"]
     print(f"{'ensemble (mean of logits)':<50} {100 * e['macro_accuracy']:8.2f}% {100 * e['accuracy']:6.2f}% "
           f"{e['log_loss']:8.3f}")
-    print(f"wrote {args.out} (dev-test = split {prov['val_split']}; logits of split {prov['split']})")
+    print(f"wrote {args.out} (scored on split {prov['report_split']}; logits of split {prov['split']})")
     return 0
 
 

@@ -267,6 +267,38 @@ def make_splits(root: str | Path, fractions=(5, 10, 25, 50, 100), seed: int = 0,
     return result
 
 
+def carve_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of a training split: about ``fraction`` of each class's clips held out as
+    whole recording locations (column ``location``), so no location is on both sides; deterministic by ``seed``.
+
+    A location counts for the class most of its clips have; per class, locations are taken in seeded random order
+    while each brings the held-out share closer to the target, and at least one stays for training (a class
+    recorded at a single location has no validation clips). A split where nothing can be held out is an error.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation.fraction: expected a share of the training split in (0, 1), got {fraction}")
+    sizes = table.groupby("location", sort=True).size()
+    owner = table.groupby("location", sort=True)["label"].agg(lambda s: s.value_counts().index[0])
+    rng = np.random.default_rng(seed)
+    held: list[str] = []
+    for label in sorted(owner.unique()):
+        locations = owner.index[owner == label].to_numpy()
+        if len(locations) < 2:
+            continue
+        locations = locations[rng.permutation(len(locations))]
+        target, taken, left = fraction * sizes[locations].sum(), 0, len(locations)
+        for loc in locations:
+            if left > 1 and sizes[loc] < 2 * (target - taken):  # taking it brings the share closer to the target
+                held.append(loc)
+                taken, left = taken + sizes[loc], left - 1
+    if not held:
+        raise DatasetError(f"validation.fraction = {fraction}: no recording location of this split can be held out "
+                           f"(a class needs a second location holding less than twice its share); raise the fraction "
+                           f"or train without validation")
+    is_val = table["location"].isin(set(held)).to_numpy()
+    return table[~is_val].reset_index(drop=True), table[is_val].reset_index(drop=True)
+
+
 def _rows_in_meta(layout, path: Path) -> pd.DataFrame:
     """Rows of ``layout.meta`` listed in ``path`` (file order); unknown or duplicate files are errors."""
     table = read_table(path, ["filename"])

@@ -133,20 +133,24 @@ def save_bundle(path: str | Path, model: nn.Module, model_name: str, model_confi
                       path)
 
 
-def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
-    """A run folder (``runs/<name>``) -> its ``checkpoints/<which>.pt`` (falling back to last); a file -> itself."""
+def resolve_checkpoint(path: str | Path, which: str | None = None) -> Path:
+    """A run folder (``runs/<name>``) -> the checkpoint that is the run's model: ``checkpoints/best.pt`` where the
+    run selected an epoch on its validation set, else ``checkpoints/last.pt`` (``which`` = "last" or "best" asks for
+    that one); a file -> itself."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "checkpoints" / f"{which}.pt", path / "checkpoints" / "last.pt"):
+        names = [which] if which else ["best", "last"]
+        for name in names:
+            candidate = path / "checkpoints" / f"{name}.pt"
             if candidate.is_file():
                 return candidate
-        raise CheckpointError(f"{path}: no checkpoints/{which}.pt or checkpoints/last.pt in this run folder")
+        raise CheckpointError(f"{path}: no {' or '.join(f'checkpoints/{n}.pt' for n in names)} in this run folder")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     return path
 
 
-def load_bundle(path: str | Path, which: str = "best") -> Bundle:
+def load_bundle(path: str | Path, which: str | None = None) -> Bundle:
     """Rebuild model and front end from a bundle file or a run folder (both in eval mode)."""
     from asc.frontend import build_frontend
 

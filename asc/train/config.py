@@ -34,11 +34,34 @@ class ScheduleConfig:
 
 @dataclass
 class KDConfig:
-    """Knowledge distillation from a teacher-logit store (``teachers/<name>.logits``); empty path = plain CE."""
+    """Knowledge distillation; no teacher = plain CE.
+
+    Two ways to teach (at most one per run): ``teacher_logits``, a store of logits computed once on un-augmented
+    clips (``asc teachers ensemble``), or ``teachers``, teacher runs (or bundles) that run *online* on the very
+    batch the student sees (same DIR, roll, Freq-MixStyle draw and mixup: consistent teaching / function matching,
+    Beyer et al. 2022), their logits averaged."""
 
     teacher_logits: str = ""
+    teachers: list[str] = field(default_factory=list)
     lam: float = 0.02  # weight of the label loss; 1 - lam weighs T² · KL
     temperature: float = 2.0
+
+
+@dataclass
+class ValidationConfig:
+    """Model selection on data that is not the test split.
+
+    ``fraction`` > 0 holds out that share of the training split's recording locations (whole locations, stratified
+    by class, seeded by ``seed``) as a validation set; the run trains on the rest and records the held-out files in
+    ``RUN/validation.csv``. ``select = "best"`` keeps the epoch with the best validation macro accuracy as the run's
+    model (``checkpoints/best.pt``); ``patience`` > 0 stops after that many validations without improvement.
+    Without validation the run's model is its last epoch (the DCASE baseline protocol). The dev-test split is only
+    ever read for the final report."""
+
+    fraction: float = 0.0
+    seed: int = 0
+    select: Literal["last", "best"] = "last"
+    patience: int = 0
 
 
 @dataclass
@@ -49,7 +72,7 @@ class TrainConfig:
     recipe: str = ""  # the named recipe the run started from (asc.train.recipes), recorded for reports
     data: str = ""  # dataset root in the TAU layout
     split: str = "25"  # training split (5, 10, 25, 50, 100)
-    val_split: str = "test"  # validation / model selection (the dev-test split)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     train_devices: list[str] = field(default_factory=list)  # restrict training clips to these devices (empty = all)
     val_devices: list[str] = field(default_factory=list)  # restrict validation clips to these devices (empty = all)
     cache_dir: str = ""  # audio cache folder (empty = $ASC_CACHE_DIR or ~/.cache/asc)
@@ -69,7 +92,7 @@ class TrainConfig:
     channels_last: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     kd: KDConfig = field(default_factory=KDConfig)
-    eval_every: int = 1  # validate every N epochs (and after the last)
+    eval_every: int = 1  # validate every N epochs (and after the last) when there is a validation set
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     progress: bool = True  # tqdm progress bars
 

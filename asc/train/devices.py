@@ -1,9 +1,9 @@
 """DCASE 2025 device-specific fine-tuning: one copy of a general model per training device.
 
-``finetune_devices(RUN)`` fine-tunes the run's best model on each device's training clips (recipe
+``finetune_devices(RUN)`` fine-tunes the run's model on each device's training clips (recipe
 ``device_finetune``: 50 epochs, AdamW lr 5e-4, 200 warm-up steps, no Freq-MixStyle), each as a normal run under
-``OUT/devices/<device>/`` (validated on that device's dev-test clips; its last checkpoint is kept, as in the DCASE 2025
-baseline), then writes a *multi-device bundle* ``OUT/checkpoints/best.pt``: the general model's bundle plus
+``OUT/devices/<device>/`` (its last epoch is kept, as in the DCASE 2025 baseline, unless the overrides ask for a
+validation set), then writes a *multi-device bundle* ``OUT/checkpoints/last.pt``: the general model's bundle plus
 ``device_state_dicts`` {device: state dict}. :class:`asc.inference.TorchPredictor` routes each clip by its device id;
 unknown devices use the general model. ``OUT/eval/test.json`` scores it on the dev-test split, ``OUT/finetune.json``
 compares general and specific model per device.
@@ -41,9 +41,9 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
     if not config_path.is_file():
         raise ConfigError(f"{run}: not a training run folder (no config.toml); pass runs/<name> of `asc train`")
     general_cfg = from_dict(TrainConfig, read_toml(config_path))
-    general_ckpt = resolve_checkpoint(run, "best")
+    general_ckpt = resolve_checkpoint(run)
     out_dir = Path(out_dir) if out_dir is not None else run.parent / f"{run.name}-devices"
-    if (out_dir / "checkpoints" / "best.pt").exists() and not resume:
+    if (out_dir / "checkpoints" / "last.pt").exists() and not resume:
         raise ConfigError(f"{out_dir}: already holds a device fine-tuning result; pass --resume to redo missing "
                           f"devices or choose another --out")
     layout = open_dataset(general_cfg.data)
@@ -62,19 +62,21 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
         dev_dir = out_dir / "devices" / device
         cfg = build_config(RECIPE, base=base, overrides=list(overrides or []), name=f"{out_dir.name}-{device}",
                            init_from=str(general_ckpt), train_devices=[device], val_devices=[device],
-                           epochs=epochs)
+                           epochs=epochs, validation={"fraction": 0.0, "select": "last", "patience": 0})
         if not (resume and (dev_dir / "eval" / "test.json").is_file()):
             fit(cfg, dev_dir, resume=resume)
-        state_dicts[device] = load_bundle(dev_dir, which="last").model.state_dict()
+        state_dicts[device] = load_bundle(dev_dir).model.state_dict()
         device_runs[device] = str(dev_dir)
 
     general = load_bundle(general_ckpt)
     torch_save(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
                            general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
-                           device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg)),
-               out_dir / "checkpoints" / "best.pt")
+                           device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg),
+                           selection={"checkpoint": "last", "selected_on": "last epoch of each device's fine-tuning",
+                                      "general": general.extra.get("selection")}),
+               out_dir / "checkpoints" / "last.pt")
     save_config(base, out_dir / "config.toml")
-    specific = evaluate(out_dir, general_cfg.data, split=general_cfg.val_split, out_dir=out_dir / "eval",
+    specific = evaluate(out_dir, general_cfg.data, split="test", out_dir=out_dir / "eval",
                         batch_size=general_cfg.eval_batch_size, cache_dir=general_cfg.cache_dir or None,
                         progress=progress)
     general_eval = _general_metrics(run, general_cfg, progress)
@@ -99,7 +101,7 @@ def _general_metrics(run: Path, cfg: TrainConfig, progress: bool) -> dict[str, A
     path = run / "eval" / "test.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return evaluate(run, cfg.data, split=cfg.val_split, batch_size=cfg.eval_batch_size,
+    return evaluate(run, cfg.data, split="test", batch_size=cfg.eval_batch_size,
                     cache_dir=cfg.cache_dir or None, progress=progress)
 
 

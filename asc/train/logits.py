@@ -132,12 +132,13 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: str | Path, split: str = "100",
-                      val_split: str = "test", batch_size: int = 256, cache_dir: str | Path | None = None,
+                      report_split: str = "test", batch_size: int = 256, cache_dir: str | Path | None = None,
                       progress: bool = True) -> dict[str, Any]:
     """Compute every teacher's logits once on the un-augmented clips of ``split`` (all training clips by default, so
     any smaller split can use them), average them, and save the store to ``out`` with fingerprint and provenance.
 
-    Returns the provenance: per teacher and for the ensemble, the dev-test (``val_split``) metrics summary.
+    Returns the provenance: per teacher and for the ensemble, the metrics summary on ``report_split`` (dev-test),
+    for the record only.
     """
     from asc.data.layout import open_dataset
     from asc.metrics import compute_metrics
@@ -149,14 +150,15 @@ def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: st
     for run in runs:
         predictor = _load_teacher(run, layout.labels)
         train_logits, train_ds = _predict_split(predictor, layout, split, batch_size, cache_dir, progress)
-        val_logits, val_ds = _predict_split(predictor, layout, val_split, batch_size, cache_dir, progress)
+        val_logits, val_ds = _predict_split(predictor, layout, report_split, batch_size, cache_dir, progress)
         metrics = compute_metrics(val_logits, val_ds.label_array, val_ds.device_names, layout.labels)
         teachers.append({"run": str(Path(run).resolve()), "model": predictor.name, **_brief(metrics)})
         train_sum = train_logits if train_sum is None else train_sum + train_logits
         val_sum = val_logits if val_sum is None else val_sum + val_logits
         val_ref, filenames = val_ds, train_ds.filenames
     ensemble = compute_metrics(val_sum / len(runs), val_ref.label_array, val_ref.device_names, layout.labels)
-    provenance = {"split": str(split), "val_split": str(val_split), "data_root": str(Path(data_root).resolve()),
+    provenance = {"split": str(split), "report_split": str(report_split),
+                  "data_root": str(Path(data_root).resolve()),
                   "teachers": teachers, "ensemble": _brief(ensemble), "combine": "mean of logits"}
     store = TeacherLogits.for_dataset(layout.root, filenames, train_sum / len(runs), layout.labels, provenance)
     store.save(out)

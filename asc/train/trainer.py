@@ -1,9 +1,14 @@
 """The one training loop behind every training command (students, teachers, distillation, device fine-tuning).
 
-``fit(cfg, run_dir)`` trains ``cfg.model`` on ``cfg.split`` and validates on the dev-test split; the run folder gets
-``config.toml`` (fully resolved), ``metrics.jsonl`` (one JSON line per epoch), ``checkpoints/last.pt`` (every epoch,
-with the whole training state) and ``checkpoints/best.pt`` (best validation macro accuracy; both are model bundles),
+``fit(cfg, run_dir)`` trains ``cfg.model`` on ``cfg.split``; the run folder gets ``config.toml`` (fully resolved),
+``metrics.jsonl`` (one JSON line per epoch), ``checkpoints/last.pt`` (every epoch, with the whole training state),
 ``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate`.
+
+Model selection never looks at the dev-test split: the run's model is its last epoch, or, with a validation set
+carved from the training split (``validation.fraction``, files listed in ``validation.csv``) and
+``validation.select = "best"``, the epoch with the best validation macro accuracy (``checkpoints/best.pt``). Every
+model bundle records how it was selected (``selection``), and ``eval/test.json`` repeats it. The dev-test split is
+read once, after training, for the final report.
 
 Reproducibility and resume: the data order is a pure function of (seed, epoch) (:class:`EpochSampler`), and
 ``last.pt`` holds model, optimiser, scheduler, grad-scaler and every process's RNG states at the end of an epoch.
@@ -40,13 +45,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from asc.augment import build_augment, mix, mixup_params
+from asc.augment import FreqMixStyle, build_augment, mix, mixup_params
 from asc.config import from_dict, read_toml, save_config, to_dict
-from asc.data.layout import normalise_split_name, open_dataset
+from asc.data.layout import open_dataset
+from asc.data.splits import carve_validation
 from asc.errors import CheckpointError, ConfigError
 from asc.fileio import save_figure, torch_save, write_json, write_text
 from asc.frontend import build_frontend, frontend_config
-from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.models.registry import Bundle, bundle_dict, get_spec, load_bundle, load_state_dict_strict, make_config
 from asc.train.config import TrainConfig
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
@@ -235,6 +241,15 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
         raise ConfigError(f"epochs, batch_size and eval_every must be >= 1 "
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_every})")
+    v = cfg.validation
+    if not 0.0 <= v.fraction < 1.0:
+        raise ConfigError(f"validation.fraction: expected a share of the training split in [0, 1), got {v.fraction}")
+    if v.fraction == 0 and (v.select == "best" or v.patience):
+        raise ConfigError("validation.select = \"best\" and validation.patience need a validation set carved from the "
+                          "training split: set validation.fraction (e.g. --val-split 0.2); the dev-test split is "
+                          "never used to select a model")
+    if cfg.kd.teacher_logits and cfg.kd.teachers:
+        raise ConfigError("kd: set either teacher_logits (a stored ensemble) or teachers (online), not both")
     model_name, model_cfg, frontend_name, fe_cfg = cfg.model, dict(cfg.model_config), None, dict(cfg.frontend)
     if cfg.init_from:
         init = _read_bundle_header(cfg.init_from)
@@ -283,23 +298,74 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 # Data
 
 
-def _clip_dataset(layout, split: str, cfg: TrainConfig, sample_rate: int, transform=None, devices=(),
-                  setting: str = "train_devices"):
-    """A ClipDataset over ``split`` (only clips of ``devices`` when given; ``setting`` names them in errors)."""
+def _only_devices(table, devices: Sequence[str], setting: str, where: str):
+    """Rows of ``devices`` (all rows when empty); ``setting`` and ``where`` name them in errors."""
+    if not devices:
+        return table
+    unknown = sorted(set(devices) - set(table["device"]))
+    if unknown:
+        raise ConfigError(f"{setting}: no clips of device(s) {', '.join(unknown)} in {where} "
+                          f"(devices there: {', '.join(sorted(set(table['device'])))})")
+    return table[table["device"].isin(list(devices))].reset_index(drop=True)
+
+
+def training_tables(layout, cfg: TrainConfig):
+    """(training rows, validation rows or None) of ``cfg``: the split's clips of ``train_devices``, less the
+    validation locations carved from them when ``validation.fraction`` > 0."""
+    table = _only_devices(layout.split(cfg.split), cfg.train_devices, "train_devices", f"split {cfg.split}")
+    if cfg.validation.fraction == 0:
+        return table, None
+    train, val = carve_validation(table, cfg.validation.fraction, cfg.validation.seed)
+    return train, _only_devices(val, cfg.val_devices, "val_devices", "the validation set")
+
+
+def _clip_dataset(layout, table, cfg: TrainConfig, sample_rate: int, transform=None):
     from asc.data.cache import load_cache
     from asc.data.dataset import ClipDataset
 
-    table = layout.split(split)
-    if devices:
-        unknown = sorted(set(devices) - set(table["device"]))
-        if unknown:
-            raise ConfigError(f"{setting}: no clips of device(s) {', '.join(unknown)} in split {split} "
-                              f"(devices there: {', '.join(sorted(set(table['device'])))})")
-        table = table[table["device"].isin(list(devices))].reset_index(drop=True)
     cache = load_cache(layout.root, table["filename"].tolist(), sample_rate=sample_rate,
                        cache_dir=cfg.cache_dir or None, progress=cfg.progress)
     return ClipDataset(table, cache, list(layout.labels), list(layout.devices), transform=transform,
                        cities=list(layout.cities))
+
+
+class OnlineTeachers:
+    """Teacher bundles run on the student's own augmented batch (consistent teaching), logits averaged.
+
+    Each teacher gets the same waveforms as the student (after DIR and roll), its own front end in eval mode, the
+    student's Freq-MixStyle draw and the same mixup weights; the teachers stay frozen in eval mode.
+    """
+
+    def __init__(self, sources: Sequence[str], labels: Sequence[str], sample_rate: int, device: torch.device,
+                 channels_last: bool):
+        self.bundles: list[Bundle] = []
+        for source in sources:
+            bundle = load_bundle(source)
+            if list(bundle.labels) != list(labels):
+                raise ConfigError(f"kd.teachers: {source} predicts {bundle.labels}, not the dataset's classes "
+                                  f"{list(labels)}")
+            rate = getattr(bundle.frontend, "sample_rate", sample_rate)
+            if rate != sample_rate:
+                raise ConfigError(f"kd.teachers: {source} expects {rate} Hz audio, the student {sample_rate} Hz")
+            bundle.model.to(device).eval().requires_grad_(False)
+            if channels_last:
+                bundle.model.to(memory_format=torch.channels_last)
+            bundle.frontend.to(device).eval()
+            self.bundles.append(bundle)
+        self.channels_last = channels_last
+
+    @torch.no_grad()
+    def logits(self, audio: torch.Tensor, mixstyle: FreqMixStyle, draw, mixup: tuple | None) -> torch.Tensor:
+        total = None
+        for b in self.bundles:
+            x = mixstyle.apply(b.frontend(audio), draw)
+            if mixup is not None:
+                x = mix(x, *mixup)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = b.model(x).float()
+            total = out if total is None else total + out
+        return total / len(self.bundles)
 
 
 def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,16 +425,18 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
 
     sample_rate = frontend.sample_rate
     hook, batch_aug = build_augment(cfg.augment, list(layout.devices), sample_rate=sample_rate)
-    train_ds = _clip_dataset(layout, cfg.split, cfg, sample_rate, transform=hook if hook.hooks else None,
-                             devices=cfg.train_devices)
-    val_ds = _clip_dataset(layout, cfg.val_split, cfg, sample_rate, devices=cfg.val_devices, setting="val_devices")
+    train_table, val_table = training_tables(layout, cfg)
+    train_ds = _clip_dataset(layout, train_table, cfg, sample_rate, transform=hook if hook.hooks else None)
+    val_ds = _clip_dataset(layout, val_table, cfg, sample_rate) if val_table is not None else None
     per_rank_batch = cfg.batch_size // ddp.world_size
     sampler = EpochSampler(len(train_ds), cfg.seed, True, ddp.rank, ddp.world_size)
     loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=device.type == "cuda", drop_last=False)
-    val_sampler = EpochSampler(len(val_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
-    val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, sampler=val_sampler,
-                            num_workers=cfg.num_workers)
+    val_loader = None
+    if val_ds is not None:
+        val_sampler = EpochSampler(len(val_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
+        val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, sampler=val_sampler,
+                                num_workers=cfg.num_workers)
     steps_per_epoch = len(loader)
 
     teacher = None
@@ -378,6 +446,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         store = TeacherLogits.load(cfg.kd.teacher_logits)
         store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
         teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
+    elif cfg.kd.teachers:
+        teacher = OnlineTeachers(cfg.kd.teachers, layout.labels, sample_rate, device, cfg.channels_last)
 
     optimizer = _optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(cfg.schedule, steps_per_epoch,
@@ -395,25 +465,27 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         start_epoch = _restore(checkpoint, state, scaler, ddp, ckpt_path)
     elif ddp.main:
         save_config(cfg, run_dir / "config.toml")
+        if val_table is not None:
+            write_text(run_dir / VALIDATION_FILE, val_table[["filename", "scene_label"]].to_csv(
+                sep="\t", index=False, lineterminator="\n"))
     ddp.barrier()
 
     _log(ddp, f"training {cfg.model} on split {cfg.split} ({len(train_ds)} clips{_devices_note(cfg.train_devices)}"
-              f"), validating on {cfg.val_split} ({len(val_ds)} clips{_devices_note(cfg.val_devices)}); "
-              f"{cfg.epochs} epochs x {steps_per_epoch} steps, batch {cfg.batch_size}, {ddp.world_size} process(es) "
-              f"on {device}"
-              f"{', KD from ' + cfg.kd.teacher_logits if teacher is not None else ''}"
-              f"{_resume_note(start_epoch, cfg.epochs) if checkpoint is not None else ''}")
+              f"), {_validation_note(cfg, val_ds)}; {cfg.epochs} epochs x {steps_per_epoch} steps, batch "
+              f"{cfg.batch_size}, {ddp.world_size} process(es) on {device}{_teacher_note(cfg)}"
+              f"{_resume_note(start_epoch, cfg.epochs, state.stop) if checkpoint is not None else ''}")
     _call(callbacks, "on_train_start", state)
     for epoch in range(start_epoch, cfg.epochs):
+        if state.stop:
+            break
         state.epoch = epoch
         _call(callbacks, "on_epoch_start", state)
         sampler.set_epoch(epoch)
         t0 = time.time()
         train_stats = _train_epoch(state, net, loader, batch_aug, teacher, scaler, use_amp, ddp, callbacks)
         record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, **train_stats}
-        last = epoch + 1 == cfg.epochs
         val = None
-        if (epoch + 1) % cfg.eval_every == 0 or last:
+        if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
             val = _validate(model, frontend, val_loader, val_ds, cfg, device, ddp)
             record.update(val_loss=val["log_loss"], val_macro_accuracy=val["macro_accuracy"],
                           val_accuracy=val["accuracy"], val_n=val["n"])
@@ -422,60 +494,104 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         improved = val is not None and val["macro_accuracy"] > state.best_metric
         if improved:
             state.best_metric, state.best_epoch = val["macro_accuracy"], epoch + 1
+        patience = cfg.validation.patience
+        if val is not None and patience and _validations_since_best(state) >= patience:
+            state.stop = True
+            _log(ddp, f"early stop: no better validation macro accuracy in {patience} validation(s) since epoch "
+                      f"{state.best_epoch}")
         _log(ddp, _epoch_line(record, cfg.epochs, improved))
         rngs = ddp.all_gather(rng_state())
         if ddp.main:
             _write_epoch(state, record, val, improved, scaler, rngs, sampler)
         ddp.barrier()
         _call(callbacks, "on_epoch_end", state)
-        if state.stop:
-            break
 
-    if given_model is None:
-        result = _final_eval(state, ddp)
-    else:
-        result = _final_eval_in_memory(state, val_loader, val_ds, ddp)
-    _log(ddp, f"{run_dir}: best epoch {state.best_epoch}, dev-test macro accuracy "
-              f"{100 * result['macro_accuracy']:.2f} % ({run_dir / 'eval'})")
+    result = _final_eval(state, ddp) if given_model is None else _final_eval_in_memory(state, layout, ddp)
+    sel = result.get("selection") or {}
+    _log(ddp, f"{run_dir}: model = epoch {sel.get('epoch', '?')} ({sel.get('selected_on', 'last epoch')}), dev-test "
+              f"macro accuracy {100 * result['macro_accuracy']:.2f} % ({run_dir / 'eval'})")
     return result
 
 
+VALIDATION_FILE = "validation.csv"
+
+
+def selection_record(state: TrainerState, which: str) -> dict[str, Any]:
+    """How the bundle ``which`` ("last" or "best") was chosen; stored in the bundle, repeated in eval/test.json."""
+    v = state.cfg.validation
+    if which == "best":
+        out = {"checkpoint": "best", "epoch": state.best_epoch, "selected_on": "validation macro accuracy",
+               "validation_macro_accuracy": state.best_metric}
+    else:
+        out = {"checkpoint": "last", "epoch": state.epoch + 1, "selected_on": "last epoch"}
+    if v.fraction > 0:
+        out["validation"] = {"fraction": v.fraction, "seed": v.seed, "files": VALIDATION_FILE}
+    return out
+
+
+def _validations_since_best(state: TrainerState) -> int:
+    return sum(1 for r in state.history if "val_macro_accuracy" in r and r["epoch"] > state.best_epoch)
+
+
 def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
-    """``asc.evaluate`` of the run folder's best bundle (on rank 0; shared with the other ranks)."""
+    """``asc.evaluate`` of the run's model on the dev-test split (on rank 0; shared with the other ranks)."""
     from asc.evaluate import evaluate
 
     cfg, result = state.cfg, None
     if ddp.main:
-        result = evaluate(state.run_dir, cfg.data, split=cfg.val_split, out_dir=state.run_dir / "eval",
+        result = evaluate(state.run_dir, cfg.data, split="test", out_dir=state.run_dir / "eval",
                           batch_size=cfg.eval_batch_size, cache_dir=cfg.cache_dir or None, progress=cfg.progress)
     return ddp.broadcast(result)
 
 
-def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: _Dist) -> dict[str, Any]:
-    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): its best weights
-    scored in memory, written like :func:`asc.evaluate.evaluate` does."""
+def _final_eval_in_memory(state: TrainerState, layout, ddp: _Dist) -> dict[str, Any]:
+    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the selected
+    weights scored in memory on the dev-test split, written like :func:`asc.evaluate.evaluate` does."""
     from asc.evaluate import output_paths
     from asc.metrics import plot_confusion
 
     cfg = state.cfg
-    best = state.run_dir / "checkpoints" / "best.pt"
-    if best.is_file():
-        state.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
-    metrics = _validate(state.model, state.frontend, loader, dataset, cfg, state.device, ddp)
+    which = "best" if cfg.validation.select == "best" and state.best_epoch else "last"
+    if which == "best":
+        best = torch.load(state.run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+        state.model.load_state_dict(best["state_dict"])
+        selection = best["selection"]
+    else:
+        selection = selection_record(state, "last")
+    test_ds = _clip_dataset(layout, layout.split("test"), cfg, state.frontend.sample_rate)
+    loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
+                        sampler=EpochSampler(len(test_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size))
+    metrics = _validate(state.model, state.frontend, loader, test_ds, cfg, state.device, ddp)
     result = {"model": str(state.run_dir.resolve()), "model_name": cfg.model,
-              "data_root": str(Path(cfg.data).resolve()), "split": normalise_split_name(cfg.val_split), **metrics}
+              "data_root": str(Path(cfg.data).resolve()), "split": "test", "selection": selection, **metrics}
     if ddp.main:
-        json_path, png_path = output_paths(state.run_dir / "eval", cfg.val_split)
-        plot_confusion(metrics, png_path, title=f"{cfg.model} on {result['split']}: macro accuracy "
+        json_path, png_path = output_paths(state.run_dir / "eval", "test")
+        plot_confusion(metrics, png_path, title=f"{cfg.model} on test: macro accuracy "
                                                 f"{100 * metrics['macro_accuracy']:.2f} %")
         write_json(json_path, result)
     return result
 
 
-def _resume_note(start_epoch: int, epochs: int) -> str:
-    if start_epoch >= epochs:
-        return f"; all {epochs} epochs were done already: evaluating only"
+def _resume_note(start_epoch: int, epochs: int, stopped: bool) -> str:
+    if start_epoch >= epochs or stopped:
+        return f"; all {start_epoch} epochs were done already: evaluating only"
     return f", resuming at epoch {start_epoch + 1}"
+
+
+def _validation_note(cfg: TrainConfig, val_ds) -> str:
+    if val_ds is None:
+        return "no validation set (the model is the last epoch)"
+    v = cfg.validation
+    return (f"validating on {len(val_ds)} clips held out from it ({v.fraction:g} of its locations, seed {v.seed}"
+            f"{_devices_note(cfg.val_devices)}; model = {'best validation epoch' if v.select == 'best' else 'last epoch'})")
+
+
+def _teacher_note(cfg: TrainConfig) -> str:
+    if cfg.kd.teacher_logits:
+        return f", KD from stored logits {cfg.kd.teacher_logits}"
+    if cfg.kd.teachers:
+        return f", KD from {len(cfg.kd.teachers)} teacher(s) online"
+    return ""
 
 
 def _devices_note(devices: Sequence[str]) -> str:
@@ -520,6 +636,7 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
     state.step = int(ckpt["step"])
     state.best_metric = float(ckpt["best_metric"])
     state.best_epoch = int(ckpt["best_epoch"])
+    state.stop = bool(ckpt.get("stopped", False))
     epochs_done = int(ckpt["epoch"])
     state.history = [r for r in _read_history(state.run_dir) if r["epoch"] <= epochs_done]
     rngs = ckpt["rng"]
@@ -538,8 +655,8 @@ def _read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: nn.Module,
-                 teacher: torch.Tensor | None, scaler, use_amp: bool, ddp: _Dist,
+def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: FreqMixStyle,
+                 teacher: torch.Tensor | OnlineTeachers | None, scaler, use_amp: bool, ddp: _Dist,
                  callbacks: Sequence[Any]) -> dict[str, float]:
     cfg, device = state.cfg, state.device
     net.train()
@@ -551,18 +668,22 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_
                disable=not (cfg.progress and ddp.main), file=sys.stderr)
     for i, batch in enumerate(bar):
         audio, labels = _to_device(batch, device)
+        draw = batch_aug.sample(audio.size(0))
         with torch.no_grad():
-            x = batch_aug(state.frontend(audio))
+            x = batch_aug.apply(state.frontend(audio), draw)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         targets = labels
-        t_logits = teacher[batch["index"]].to(device) if teacher is not None else None
-        if cfg.augment.mixup_alpha > 0:
-            lam, perm = mixup_params(x.size(0), cfg.augment.mixup_alpha)
-            x = mix(x, lam, perm)
-            targets = mix(F.one_hot(labels, len(state.labels)).float(), lam, perm)
-            if t_logits is not None:
-                t_logits = mix(t_logits, lam, perm)
+        mixup = mixup_params(x.size(0), cfg.augment.mixup_alpha) if cfg.augment.mixup_alpha > 0 else None
+        if isinstance(teacher, OnlineTeachers):
+            t_logits = teacher.logits(audio, batch_aug, draw, mixup)
+        else:
+            t_logits = teacher[batch["index"]].to(device) if teacher is not None else None
+            if t_logits is not None and mixup is not None:
+                t_logits = mix(t_logits, *mixup)
+        if mixup is not None:
+            x = mix(x, *mixup)
+            targets = mix(F.one_hot(labels, len(state.labels)).float(), *mixup)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits = net(x)
         if t_logits is not None:
@@ -651,11 +772,13 @@ def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any
     run_dir = state.run_dir
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
     summary = {"epoch": record["epoch"], "step": state.step, "val_metrics": val}
-    if improved:
-        torch_save(_bundle(state, **summary), run_dir / "checkpoints" / "best.pt")
-    torch_save(_bundle(state, **summary, optimizer=state.optimizer.state_dict(),
-                       scheduler=state.scheduler.state_dict(), scaler=scaler.state_dict(), rng=rngs,
-                       sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
+    if improved and state.cfg.validation.select == "best":
+        torch_save(_bundle(state, **summary, selection=selection_record(state, "best")),
+                   run_dir / "checkpoints" / "best.pt")
+    torch_save(_bundle(state, **summary, selection=selection_record(state, "last"),
+                       optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+                       scaler=scaler.state_dict(), rng=rngs, sampler=sampler.state_dict(),
+                       best_metric=state.best_metric, best_epoch=state.best_epoch, stopped=state.stop),
                run_dir / "checkpoints" / "last.pt")
     plot_learning_curve(state.history, run_dir / "learning_curve.png", title=run_dir.name)
 
