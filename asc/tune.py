@@ -27,8 +27,11 @@ Every trial is priced before it is trained: the candidate network is built and c
 :mod:`asc.complexity` on its front end's output; a candidate over the budget is never trained (single objective:
 pruned; several objectives: completed as infeasible through ``trial.set_constraint``, with the worst accuracy).
 Parameters, MACs and bytes are recorded on every trial. A trained trial is an ordinary run folder
-``<runs-dir>/tune/<study>/trial_<n>/`` written by :func:`asc.train.trainer.fit`; with one objective its per-epoch
-validation metric feeds the pruner (Optuna prunes single-objective studies only).
+``<runs-dir>/tune/<study>/trial_<n>/`` written by :func:`asc.train.trainer.fit`. Trials are compared on a validation
+set held out from the training split (``validation.fraction``, 0.2 unless the space sets it): the objective is the
+validation score of the trial's model, and with one objective the per-epoch validation metric feeds the pruner
+(Optuna prunes single-objective studies only). Each trial's dev-test score is recorded (``test_macro_accuracy``, ...)
+for information; nothing is ranked or pruned on it.
 
 Storage: by default a SQLite file ``<runs-dir>/tune/<study>/study.db`` (one process at a time). Several workers, on
 one machine or several, share a study through an RDB server URL (``postgresql://...``) or a journal file
@@ -68,6 +71,7 @@ OBJECTIVES: dict[str, tuple[str, str | None]] = {
     "params": ("minimize", None),
     "param_bytes": ("minimize", None),
 }
+DEFAULT_VALIDATION = 0.2  # share of the training split's locations held out to compare trials
 # value recorded for an untrained (over-budget) candidate in a multi-objective study
 _UNTRAINED = {"macro_accuracy": 0.0, "accuracy": 0.0, "log_loss": math.inf}
 SAMPLERS = ("tpe", "random", "nsga2")
@@ -240,9 +244,12 @@ class SearchSpace:
         if data:
             values["data"] = data
         try:
-            return build_config(recipe, config_file, overrides=base_overrides + list(overrides or []), **values)
+            base = build_config(recipe, config_file, overrides=base_overrides + list(overrides or []), **values)
         except ConfigError as e:
             raise ConfigError(f"{self.source or 'search space'}: [train]: {e}") from None
+        if base.validation.fraction == 0:  # trials are compared on held-out training data, never on dev-test
+            base.validation.fraction = DEFAULT_VALIDATION
+        return base
 
     def trial_config(self, base, values: dict[str, Any]):
         """``base`` with the sampled ``values`` (dotted key -> value) applied."""
@@ -554,11 +561,20 @@ class _Objective:
         from asc.train.trainer import fit
 
         result = fit(cfg, run_dir, callbacks=callbacks)
-        metrics = {k: float(result[k]) for k in ("macro_accuracy", "accuracy", "log_loss")}
+        metrics = validation_scores(run_dir, result["selection"]["epoch"])
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
+        for key in ("macro_accuracy", "accuracy", "log_loss"):
+            trial.set_user_attr(f"test_{key}", float(result[key]))
         values_out = [metrics.get(o, figures.get(o)) for o in space.objectives]
         return values_out[0] if len(values_out) == 1 else values_out
+
+
+def validation_scores(run_dir: Path, epoch: int) -> dict[str, float]:
+    """The validation figures of a trial's model (the epoch its run selected): what trials are ranked by."""
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    record = next(r for r in history if r["epoch"] == epoch)
+    return {k: float(record[OBJECTIVES[k][1]]) for k in ("macro_accuracy", "accuracy", "log_loss")}
 
 
 def _sampler(space: SearchSpace, seed: int | None) -> optuna.samplers.BaseSampler:

@@ -273,7 +273,8 @@ def carve_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> tup
 
     A location counts for the class most of its clips have; per class, locations are taken in seeded random order
     while each brings the held-out share closer to the target, and at least one stays for training (a class
-    recorded at a single location has no validation clips). A split where nothing can be held out is an error.
+    recorded at a single location has no validation clips). Where every location is too large for that (tiny
+    splits), one location of each class that has two or more is held out, and a warning gives the share.
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"validation.fraction: expected a share of the training split in (0, 1), got {fraction}")
@@ -281,20 +282,26 @@ def carve_validation(table: pd.DataFrame, fraction: float, seed: int = 0) -> tup
     owner = table.groupby("location", sort=True)["label"].agg(lambda s: s.value_counts().index[0])
     rng = np.random.default_rng(seed)
     held: list[str] = []
+    candidates: list[str] = []  # per class, its first location in seeded order (the fallback)
     for label in sorted(owner.unique()):
         locations = owner.index[owner == label].to_numpy()
         if len(locations) < 2:
             continue
         locations = locations[rng.permutation(len(locations))]
+        candidates.append(min(locations, key=lambda loc: sizes[loc]))
         target, taken, left = fraction * sizes[locations].sum(), 0, len(locations)
         for loc in locations:
             if left > 1 and sizes[loc] < 2 * (target - taken):  # taking it brings the share closer to the target
                 held.append(loc)
                 taken, left = taken + sizes[loc], left - 1
+    if not held and candidates:
+        held = candidates
+        log.warning("validation.fraction = %s: every recording location is larger than that share; holding out one "
+                    "location of each class with two or more (%.0f %% of the split)", fraction,
+                    100 * sizes[held].sum() / len(table))
     if not held:
-        raise DatasetError(f"validation.fraction = {fraction}: no recording location of this split can be held out "
-                           f"(a class needs a second location holding less than twice its share); raise the fraction "
-                           f"or train without validation")
+        raise DatasetError(f"validation.fraction = {fraction}: no class of this split has two recording locations, "
+                           f"so nothing can be held out without losing a class; train without validation")
     is_val = table["location"].isin(set(held)).to_numpy()
     return table[~is_val].reset_index(drop=True), table[is_val].reset_index(drop=True)
 
