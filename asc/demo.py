@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asc.fileio import write_json, write_text
+from asc.runs import RunDir
 
 
 @dataclass
@@ -64,9 +65,9 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
     from asc.train.recipes import build_config, default_recipe
     from asc.train.trainer import fit
 
-    run = runs / name
-    if (run / "eval" / "test.json").is_file():
-        return run
+    run = RunDir(runs / name)
+    if run.eval_paths("test")[0].is_file():
+        return run.path
     clips = len(open_dataset(Path(cfg.out, "data", "dev")).split(split))
     epochs = max(1, math.ceil(steps / math.ceil(clips / cfg.batch_size)))
     overrides = ["schedule.name=\"cosine\"", f"schedule.warmup_steps={cfg.warmup_steps}", f"optim.lr={cfg.lr}",
@@ -78,8 +79,8 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
                              batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)
     if teacher_logits:
         train_cfg.kd.teacher_logits = teacher_logits
-    fit(train_cfg, run, resume=(run / "checkpoints" / "last.pt").is_file())
-    return run
+    fit(train_cfg, run.path, resume=run.last_checkpoint.is_file())
+    return run.path
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     report = build_report([teacher, plain, *students.values(), onnx], out / "report.html", progress=cfg.progress)
 
     def metrics_of(run: Path) -> dict[str, Any]:
-        return json.loads((run / "eval" / "test.json").read_text())
+        return json.loads(RunDir(run).eval_paths("test")[0].read_text())
 
     rows = [("teacher " + cfg.teacher, metrics_of(teacher)),
             (f"{cfg.student} split {cfg.focus_split}, no teacher", metrics_of(plain)),

@@ -28,6 +28,7 @@ from torch import nn
 
 from asc.errors import AscError, CheckpointError
 from asc.fileio import atomic_path, write_json
+from asc.runs import export_report_path
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -97,19 +98,6 @@ def _load_source(model_path) -> tuple[Any, str]:
         return model_path, f"<{model_path.model_name} bundle>"
     bundle = load_bundle(model_path)
     return bundle, str(model_path)
-
-
-def default_output(model_path: str | Path, precision: str) -> Path:
-    """``RUN/export/model.<precision>.onnx`` for a run folder, ``<stem>.<precision>.onnx`` beside a bundle file."""
-    path = Path(model_path)
-    if path.is_dir():
-        return path / "export" / f"model.{precision}.onnx"
-    return path.with_name(f"{path.stem}.{precision}.onnx")
-
-
-def report_path(out: str | Path) -> Path:
-    """The JSON report written beside an exported file: ``model.int8.onnx`` -> ``model.int8.export.json``."""
-    return Path(out).with_suffix(".export.json")
 
 
 # ----------------------------------------------------------------------------------------------------- export
@@ -529,7 +517,7 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
                           frontend_path=fe_out if fe_model is not None else None,
                           frontend_size_bytes=fe_size[0] if fe_size else None, frontend_checks=fe_checks,
                           frontend_note=fe_note, notes=notes)
-    write_json(report_path(out), report.to_dict())
+    write_json(export_report_path(out), report.to_dict())
     return report
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from asc.errors import CheckpointError, ConfigError
 from asc.fileio import write_json
+from asc.runs import RunDir, resolve_checkpoint
 
 WEIGHT_QMIN, WEIGHT_QMAX = -127, 127  # ORT's symmetric int8 weights
 ACT_QMIN, ACT_QMAX = 0, 255  # uint8 activations
@@ -275,10 +276,8 @@ def default_out_dir(run: str | Path) -> Path:
 
 
 def _source_config(run: Path, bundle) -> dict[str, Any]:
-    from asc.config import read_toml
-
-    if run.is_dir() and (run / "config.toml").is_file():
-        return read_toml(run / "config.toml")
+    if run.is_dir() and RunDir(run).has_config():
+        return RunDir(run).config_dict()
     if "train_config" in bundle.extra:
         return dict(bundle.extra["train_config"])
     raise CheckpointError(f"{run}: no config.toml and no train_config in the bundle; QAT needs the training "
@@ -290,7 +289,7 @@ def qat_train_config(run: str | Path, config: QATConfig, out_dir: Path, data_roo
     """The TrainConfig of the QAT fine-tuning: the run's own, from its best checkpoint, ``epochs`` at lr / 10,
     cosine schedule without warm-up; ``overrides`` (dotted ``key=value``) last."""
     from asc.config import apply_overrides, from_dict
-    from asc.models.registry import load_bundle, resolve_checkpoint
+    from asc.models.registry import load_bundle
     from asc.train.config import TrainConfig
 
     run = Path(run)
@@ -334,9 +333,10 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
     model = prepare_qat(bundle.model.train(), ema=config.ema)
     # The trainer scores the network it was given: the fake-INT8 model with its best weights.
     fake = fit(cfg, out_dir, resume=resume, callbacks=[QATCallback(config, calib)], model=model)
-    history = [r for r in _read_jsonl(out_dir / "metrics.jsonl") if "val_macro_accuracy" in r]
+    run_dir = RunDir(out_dir)
+    history = [r for r in run_dir.read_history() if "val_macro_accuracy" in r]
     best_epoch = max(history, key=lambda r: r["val_macro_accuracy"])["epoch"] if history else None
-    floating = evaluate(out_dir, cfg.data, split=cfg.val_split, out_dir=out_dir / "eval-float",
+    floating = evaluate(out_dir, cfg.data, split=cfg.val_split, out_dir=run_dir.float_eval_dir,
                         cache_dir=cfg.cache_dir or None, progress=progress)
     keys = ("macro_accuracy", "accuracy", "log_loss")
     summary: dict[str, Any] = {
@@ -345,20 +345,13 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
         "float": {k: floating[k] for k in keys},
     }
     if config.export:
-        report = export_model(out_dir, out_dir / "export" / "model.int8.onnx", precision="int8", data_root=cfg.data,
+        report = export_model(out_dir, run_dir.export_path("int8"), precision="int8", data_root=cfg.data,
                               calibration_split=cfg.split, check_split=cfg.val_split,
                               cache_dir=cfg.cache_dir or None)
-        metrics = evaluate(report.path, cfg.data, split=cfg.val_split, out_dir=out_dir / "export" / "eval",
+        metrics = evaluate(report.path, cfg.data, split=cfg.val_split, out_dir=run_dir.export_eval_dir,
                            cache_dir=cfg.cache_dir or None, progress=progress)
         summary["export"] = report.to_dict()
         summary["int8"] = {k: metrics[k] for k in keys}
-    write_json(out_dir / "qat.json", summary)
+    write_json(run_dir.summary_path("qat"), summary)
     return summary
 
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    import json
-
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

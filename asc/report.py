@@ -33,10 +33,10 @@ from asc.complexity import DEFAULT_EDITION
 from asc.data.layout import DEVICE_GROUPS, natural_key, normalise_split_name
 from asc.errors import AscError, ConfigError
 from asc.fileio import write_json, write_text
+from asc.runs import RunDir, default_eval_dir, eval_paths, export_report_path
 
 REPORT_FORMAT = "asc.report/1"
 MODEL_SUFFIXES = (".onnx", ".pt")
-RUN_SUBFOLDERS = ("export", "checkpoints")  # where a run folder keeps model files
 EVAL_KEYS = ("macro_accuracy", "accuracy", "log_loss", "per_class", "per_device")
 MISSING = "–"
 
@@ -97,7 +97,7 @@ def load_entry(source: str | Path, split: str = "test", edition: str = DEFAULT_E
         raise ReportError(f"{path}: not found; give run folders (runs/<name>), .onnx / .pt model files or "
                           "evaluation JSONs (RUN/eval/test.json)")
     if path.is_dir():
-        if not any((path / p).exists() for p in ("config.toml", "metrics.jsonl", "checkpoints", "eval")):
+        if not RunDir(path).is_run():
             raise ReportError(f"{path}: not a run folder (none of config.toml, metrics.jsonl, checkpoints/, eval/); "
                               "give the folder `asc train` made under runs/")
         entry = RunEntry(name=path.name, source=path, kind="run", run_dir=path)
@@ -123,27 +123,26 @@ def load_entry(source: str | Path, split: str = "test", edition: str = DEFAULT_E
 def _file_name(path: Path) -> str:
     """``model.int8`` for ``model.int8.onnx``; ``<run>/model.int8`` when the file lies in ``RUN/export/`` (or
     ``RUN/checkpoints/``)."""
-    return f"{path.parent.parent.name}/{path.stem}" if path.parent.name in RUN_SUBFOLDERS else path.stem
+    run = RunDir.containing(path)
+    return f"{run.name}/{path.stem}" if run is not None else path.stem
 
 
 def _read_model_file(entry: RunEntry) -> None:
     """Settings of the run a model file came from (named by ``<file>.export.json``, or ``RUN/export/``,
     ``RUN/checkpoints/``)."""
-    from asc.export import report_path
-
     path = entry.model_path
-    info_path = report_path(path)
+    info_path = export_report_path(path)
     try:
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         entry.notes.append(f"{info_path}: unreadable export report (ignored)")
         info = {}
-    candidates = [Path(info["source"])] if info.get("source") else []
-    if path.parent.name in RUN_SUBFOLDERS:
-        candidates.append(path.parent.parent)
-    run = next((c for c in candidates if (c / "config.toml").is_file()), None)
+    candidates = [RunDir(info["source"])] if info.get("source") else []
+    if RunDir.containing(path) is not None:
+        candidates.append(RunDir.containing(path))
+    run = next((c for c in candidates if c.has_config()), None)
     if run is not None:
-        _read_config(entry, run)
+        _read_config(entry, run.path)
         entry.settings = {"from run": str(run), **entry.settings}
         entry.settings.pop("epochs", None)
     else:
@@ -171,8 +170,9 @@ def _entry_from_eval_json(path: Path) -> RunEntry:
     metrics = _read_eval_json(path)
     model = Path(metrics["model"]) if metrics.get("model") else None
     run_dir = None
-    if path.parent.name == "eval" and (path.parent.parent / "config.toml").is_file():
-        run_dir = path.parent.parent
+    around = RunDir(path.parent.parent)
+    if path.parent == around.eval_dir and around.has_config():
+        run_dir = around.path
     elif model is not None and model.is_dir():
         run_dir = model
     model_path = model if model is not None and model.is_file() else None
@@ -184,14 +184,13 @@ def _entry_from_eval_json(path: Path) -> RunEntry:
 
 def _read_config(entry: RunEntry, run: Path) -> None:
     """Model, split, closest recipe and key settings from ``run/config.toml`` (and the history read so far)."""
-    from asc.config import read_toml
-
-    config_path = run / "config.toml"
-    if not config_path.is_file():
-        entry.notes.append(f"no {config_path}: training settings unknown (`asc train` writes it when a run starts)")
+    run_dir = RunDir(run)
+    if not run_dir.has_config():
+        entry.notes.append(f"no {run_dir.config_path}: training settings unknown (`asc train` writes it when a run "
+                           "starts)")
         return
     try:
-        entry.config = read_toml(config_path)
+        entry.config = run_dir.config_dict()
     except ConfigError as e:
         entry.notes.append(f"training settings unknown: {e}")
         return
@@ -202,42 +201,22 @@ def _read_config(entry: RunEntry, run: Path) -> None:
 
 
 def _read_run_folder(entry: RunEntry) -> None:
-    run = entry.run_dir
-    history_path = run / "metrics.jsonl"
-    if history_path.is_file():
-        entry.history = _read_history(history_path, entry.notes)
+    run = RunDir(entry.run_dir)
+    if run.has_history():
+        entry.history = run.read_history(entry.notes)
         if not entry.history:
-            entry.notes.append(f"{history_path} is empty: no learning curve (the run has not finished an epoch)")
-    elif (run / "finetune.json").is_file():
+            entry.notes.append(f"{run.history_path} is empty: no learning curve (the run has not finished an epoch)")
+    elif run.summary_path("finetune").is_file():
         entry.notes.append(f"device-specific fine-tuning result: no metrics.jsonl here; each device's learning curve "
-                           f"is in {run / 'devices' / '<device>' / 'metrics.jsonl'} (pass those folders to compare)")
+                           f"is in {run.device_run('<device>').history_path} (pass those folders to compare)")
     else:
-        entry.notes.append(f"no {history_path}: no learning curve (`asc train` writes it after every epoch)")
-    _read_config(entry, run)
-
-
-def _read_history(path: Path, notes: list[str]) -> list[dict[str, Any]]:
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            notes.append(f"{path}: line {i} is not JSON (skipped)")
-            continue
-        if isinstance(record, dict) and "epoch" in record:
-            records.append(record)
-        else:
-            notes.append(f"{path}: line {i} has no epoch number (skipped)")
-    return records
+        entry.notes.append(f"no {run.history_path}: no learning curve (`asc train` writes it after every epoch)")
+    _read_config(entry, run.path)
 
 
 def _find_eval(entry: RunEntry, split: str) -> None:
-    from asc.evaluate import default_out_dir, output_paths
-
     target = entry.run_dir if entry.run_dir is not None else entry.model_path
-    path, _ = output_paths(default_out_dir(target), split)
+    path, _ = eval_paths(default_eval_dir(target), split)
     if path.is_file():
         entry.metrics, entry.eval_path = _read_eval_json(path), path
         return
@@ -251,7 +230,7 @@ def _count_complexity(entry: RunEntry, edition: str) -> None:
     from asc.complexity import count_source
 
     source = entry.model_path
-    if entry.run_dir is not None and any((entry.run_dir / "checkpoints" / f).is_file() for f in ("best.pt", "last.pt")):
+    if entry.run_dir is not None and RunDir(entry.run_dir).has_model():
         source = entry.run_dir
     if source is None:
         where = entry.run_dir or entry.source
@@ -308,7 +287,7 @@ def _recipe(config: dict[str, Any], run: Path) -> str:
     """The recipe recorded in ``config`` (else the closest named one, marked so) and what differs from it."""
     from asc.train.recipes import RECIPES
 
-    if (run / "finetune.json").is_file():
+    if RunDir(run).summary_path("finetune").is_file():
         return "device_finetune (one fine-tuned copy per device)"
     flat = _flatten(config)
     recorded = config.get("recipe") in RECIPES

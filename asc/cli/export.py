@@ -55,9 +55,10 @@ def register(sub) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from asc.export import default_output, export_model, report_path
+    from asc.export import export_model
+    from asc.runs import default_export_path, export_report_path
 
-    out = args.out or default_output(args.model, args.precision)
+    out = args.out or default_export_path(args.model, args.precision)
     report = export_model(args.model, out, precision=args.precision, n_calibration=args.n_calibration,
                           calibration_method=args.calibration_method, calibration_split=args.calibration_split,
                           with_frontend=args.with_frontend, data_root=args.data, check_split=args.check_split,
@@ -74,7 +75,7 @@ def _export(args: argparse.Namespace) -> int:
     if report.precision == "int8":
         print(INT8_NOTE)
     print(f"wrote {report.path}{' and ' + str(report.frontend_path) if report.frontend_path else ''} "
-          f"(report {report_path(report.path)})")
+          f"(report {export_report_path(report.path)})")
     if not report.passed:
         print("WARNING: a check did not pass (see above); inspect before deploying")
     return 0 if report.passed else 1

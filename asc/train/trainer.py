@@ -21,8 +21,8 @@ quantization-aware training) or ``cfg.init_from`` (start from a trained bundle).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
@@ -41,12 +41,13 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from asc.augment import build_augment, mix, mixup_params
-from asc.config import from_dict, read_toml, save_config, to_dict
+from asc.config import to_dict
 from asc.data.layout import normalise_split_name, open_dataset
-from asc.errors import CheckpointError, ConfigError
-from asc.fileio import save_figure, torch_save, write_json, write_text
+from asc.errors import ConfigError
+from asc.fileio import save_figure, torch_save, write_json
 from asc.frontend import build_frontend, frontend_config
 from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.runs import RunDir, read_bundle
 from asc.train.config import TrainConfig
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
@@ -110,6 +111,10 @@ class TrainerState:
     rank: int = 0
     world_size: int = 1
     stop: bool = False
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
 
 
 class Callback:
@@ -237,7 +242,7 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_every})")
     model_name, model_cfg, frontend_name, fe_cfg = cfg.model, dict(cfg.model_config), None, dict(cfg.frontend)
     if cfg.init_from:
-        init = _read_bundle_header(cfg.init_from)
+        _, init = read_bundle(cfg.init_from)
         if cfg.model and cfg.model != init["model_name"]:
             raise ConfigError(f"init_from: {cfg.init_from} holds a {init['model_name']!r} model but model = "
                               f"{cfg.model!r}; drop the model setting or start from a matching bundle")
@@ -250,19 +255,6 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     frontend_name = frontend_name or spec.frontend
     full_fe = to_dict(frontend_config(frontend_name, {**spec.frontend_config, **fe_cfg}))
     return dataclasses.replace(cfg, model=model_name, model_config=full_model, frontend=full_fe)
-
-
-def _read_bundle_header(path: str | Path) -> dict[str, Any]:
-    from asc.models.registry import resolve_checkpoint
-
-    ckpt_path = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
-        raise CheckpointError(f"{ckpt_path}: not an asc model bundle")
-    return ckpt
 
 
 def _comparable(cfg: TrainConfig) -> dict[str, Any]:
@@ -321,7 +313,8 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     run_dir = Path(run_dir)
     ddp = _init_distributed(cfg.device)
     try:
-        return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+        with RunDir(run_dir).lock() if ddp.main else contextlib.nullcontext():
+            return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
     finally:
         if ddp.owns_group:
             dist.destroy_process_group()
@@ -332,12 +325,12 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     device = resolve_device(cfg.device, ddp.local_rank)
     layout = open_dataset(cfg.data)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    checkpoint = _check_run_dir(cfg, run_dir, resume, ckpt_path)
+    run = RunDir(run_dir)
+    checkpoint = _check_run_dir(cfg, run, resume)
     if cfg.batch_size % ddp.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {ddp.world_size} processes")
 
-    init = _read_bundle_header(cfg.init_from) if cfg.init_from else None
+    init = read_bundle(cfg.init_from)[1] if cfg.init_from else None
     frontend_name = init["frontend_name"] if init else get_spec(cfg.model).frontend
 
     seed_everything(cfg.seed)
@@ -392,9 +385,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     # Distinct augmentation randomness per process, identical across runs.
     seed_everything(cfg.seed * 1000 + 1 + ddp.rank)
     if checkpoint is not None:
-        start_epoch = _restore(checkpoint, state, scaler, ddp, ckpt_path)
+        start_epoch = _restore(checkpoint, state, scaler, ddp, run.last_checkpoint)
     elif ddp.main:
-        save_config(cfg, run_dir / "config.toml")
+        run.write_config(cfg)
     ddp.barrier()
 
     _log(ddp, f"training {cfg.model} on split {cfg.split} ({len(train_ds)} clips{_devices_note(cfg.train_devices)}"
@@ -436,36 +429,33 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     else:
         result = _final_eval_in_memory(state, val_loader, val_ds, ddp)
     _log(ddp, f"{run_dir}: best epoch {state.best_epoch}, dev-test macro accuracy "
-              f"{100 * result['macro_accuracy']:.2f} % ({run_dir / 'eval'})")
+              f"{100 * result['macro_accuracy']:.2f} % ({run.eval_dir})")
     return result
 
 
 def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
-    """``asc.evaluate`` of the run folder's best bundle (on rank 0; shared with the other ranks)."""
+    """``asc.evaluate`` of the run folder's model (on rank 0; shared with the other ranks)."""
     from asc.evaluate import evaluate
 
     cfg, result = state.cfg, None
     if ddp.main:
-        result = evaluate(state.run_dir, cfg.data, split=cfg.val_split, out_dir=state.run_dir / "eval",
+        result = evaluate(state.run_dir, cfg.data, split=cfg.val_split, out_dir=state.run.eval_dir,
                           batch_size=cfg.eval_batch_size, cache_dir=cfg.cache_dir or None, progress=cfg.progress)
     return ddp.broadcast(result)
 
 
 def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: _Dist) -> dict[str, Any]:
-    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): its best weights
-    scored in memory, written like :func:`asc.evaluate.evaluate` does."""
-    from asc.evaluate import output_paths
+    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the weights of
+    the run's model checkpoint scored in memory, written like :func:`asc.evaluate.evaluate` does."""
     from asc.metrics import plot_confusion
 
     cfg = state.cfg
-    best = state.run_dir / "checkpoints" / "best.pt"
-    if best.is_file():
-        state.model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    state.model.load_state_dict(read_bundle(state.run.model_checkpoint())[1]["state_dict"])
     metrics = _validate(state.model, state.frontend, loader, dataset, cfg, state.device, ddp)
     result = {"model": str(state.run_dir.resolve()), "model_name": cfg.model,
               "data_root": str(Path(cfg.data).resolve()), "split": normalise_split_name(cfg.val_split), **metrics}
     if ddp.main:
-        json_path, png_path = output_paths(state.run_dir / "eval", cfg.val_split)
+        json_path, png_path = state.run.eval_paths(result["split"])
         plot_confusion(metrics, png_path, title=f"{cfg.model} on {result['split']}: macro accuracy "
                                                 f"{100 * metrics['macro_accuracy']:.2f} %")
         write_json(json_path, result)
@@ -489,27 +479,24 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return cls(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
 
 
-def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, ckpt_path: Path) -> dict | None:
+def _check_run_dir(cfg: TrainConfig, run: RunDir, resume: bool) -> dict | None:
     """The checkpoint to resume from (None = fresh start); refuses to overwrite a finished or running run."""
     if not resume:
-        if ckpt_path.exists() or (run_dir / "metrics.jsonl").exists():
-            raise ConfigError(f"{run_dir}: run folder already holds a run; resume it with --resume or choose "
+        if run.last_checkpoint.exists() or run.has_history():
+            raise ConfigError(f"{run}: run folder already holds a run; resume it with --resume or choose "
                               f"another --name")
         return None
-    saved = run_dir / "config.toml"
-    if saved.is_file():
-        before = _comparable(from_dict(TrainConfig, read_toml(saved)))
+    if run.has_config():
+        saved = run.config_path
+        before = _comparable(run.read_config(TrainConfig))
         now = _comparable(cfg)
         if before != now:
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise ConfigError(f"{saved}: the resumed run's config differs in {', '.join(diff)}; resume with the "
                               f"saved config (asc train --resume --name NAME) or start a new run")
-    if not ckpt_path.is_file():
+    if not run.last_checkpoint.is_file():
         return None
-    try:
-        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: cannot read the checkpoint to resume from: {e}") from None
+    return read_bundle(run.last_checkpoint)[1]
 
 
 def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) -> int:
@@ -521,7 +508,7 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
     state.best_metric = float(ckpt["best_metric"])
     state.best_epoch = int(ckpt["best_epoch"])
     epochs_done = int(ckpt["epoch"])
-    state.history = [r for r in _read_history(state.run_dir) if r["epoch"] <= epochs_done]
+    state.history = [r for r in state.run.read_history() if r["epoch"] <= epochs_done]
     rngs = ckpt["rng"]
     if len(rngs) == ddp.world_size:
         set_rng_state(rngs[ddp.rank])
@@ -529,13 +516,6 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
         _log(ddp, f"note: {path} was written by {len(rngs)} process(es), now {ddp.world_size}: the augmentation "
                   f"randomness after resuming differs from the uninterrupted run")
     return epochs_done
-
-
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: nn.Module,
@@ -648,16 +628,16 @@ def _bundle(state: TrainerState, **extra: Any) -> dict[str, Any]:
 
 def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any] | None, improved: bool,
                  scaler, rngs: list[dict[str, Any]], sampler: EpochSampler) -> None:
-    run_dir = state.run_dir
-    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+    run = state.run
+    run.write_history(state.history)
     summary = {"epoch": record["epoch"], "step": state.step, "val_metrics": val}
     if improved:
-        torch_save(_bundle(state, **summary), run_dir / "checkpoints" / "best.pt")
+        torch_save(_bundle(state, **summary), run.best_checkpoint)
     torch_save(_bundle(state, **summary, optimizer=state.optimizer.state_dict(),
                        scheduler=state.scheduler.state_dict(), scaler=scaler.state_dict(), rng=rngs,
                        sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
-               run_dir / "checkpoints" / "last.pt")
-    plot_learning_curve(state.history, run_dir / "learning_curve.png", title=run_dir.name)
+               run.last_checkpoint)
+    plot_learning_curve(state.history, run.learning_curve_path, title=run.name)
 
 
 def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
