@@ -17,7 +17,8 @@ from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import ConfigError, DatasetError
 from asc.fileio import write_json
 from asc.inference import load_predictor, predict_batches
-from asc.metrics import compute_metrics, plot_confusion
+from asc.metrics import compute_metrics
+from asc.plots import plot_confusion
 from asc.runs import default_eval_dir, eval_paths
 
 

@@ -44,9 +44,10 @@ from asc.augment import build_augment, mix, mixup_params
 from asc.config import to_dict
 from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import ConfigError
-from asc.fileio import save_figure, torch_save, write_json
+from asc.fileio import torch_save, write_json
 from asc.frontend import build_frontend, frontend_config
 from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.plots import plot_confusion, plot_learning_curve
 from asc.runs import RunDir, read_bundle
 from asc.train.config import TrainConfig
 from asc.train.losses import ce_loss, kd_loss
@@ -447,8 +448,6 @@ def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
 def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: _Dist) -> dict[str, Any]:
     """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the weights of
     the run's model checkpoint scored in memory, written like :func:`asc.evaluate.evaluate` does."""
-    from asc.metrics import plot_confusion
-
     cfg = state.cfg
     state.model.load_state_dict(read_bundle(state.run.model_checkpoint())[1]["state_dict"])
     metrics = _validate(state.model, state.frontend, loader, dataset, cfg, state.device, ddp)
@@ -638,28 +637,3 @@ def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any
                        sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
                run.last_checkpoint)
     plot_learning_curve(state.history, run.learning_curve_path, title=run.name)
-
-
-def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Losses and accuracies per epoch (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    val = [r for r in history if "val_macro_accuracy" in r]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train loss")
-    ax_loss.plot([r["epoch"] for r in val], [r["val_loss"] for r in val], marker=".", label="val log loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], label="train accuracy")
-    ax_acc.plot([r["epoch"] for r in val], [100 * r["val_macro_accuracy"] for r in val], marker=".",
-                label="val macro accuracy")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("%")
-    ax_acc.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
