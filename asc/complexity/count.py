@@ -27,8 +27,8 @@ from asc.complexity.crosscheck import analytic_count
 from asc.complexity.float_copy import float_equivalent, without_parametrizations
 from asc.complexity.kinds import deepcopy_model
 from asc.complexity.kinds import traits as model_traits
-from asc.complexity.report import PRECISIONS, ComplexityError, ComplexityReport, LayerRow, error_text
-from asc.errors import ConfigError
+from asc.complexity.report import PRECISIONS, ComplexityError, ComplexityReport, LayerRow
+from asc.errors import ConfigError, first_lines
 from asc.frontend import input_shape
 from asc.models.registry import build_frontend_for, build_model
 
@@ -114,8 +114,8 @@ def count(model: nn.Module, input_size: Iterable[int], precision: str | None = N
     except Exception as e:  # torchinfo cannot run the float equivalent: the independent count becomes official
         method = "analytic"
         params, macs = analytic.params, analytic.macs
-        notes.append(f"torchinfo cannot run a float equivalent of this model ({error_text(e)}); the figures are "
-                     "the analytic count on its real (packed) weights")
+        notes.append(f"torchinfo cannot run a float equivalent of this model ({first_lines(e, 1, root_cause=True)}); "
+                     "the figures are the analytic count on its real (packed) weights")
     calls: dict[str, int] = {}
     for row in layers:
         index = calls[row.name] = calls.get(row.name, -1) + 1
@@ -130,7 +130,7 @@ def count(model: nn.Module, input_size: Iterable[int], precision: str | None = N
                 notes.append(f"torchinfo on the model as given reports {raw['params']:,} parameters and "
                              f"{raw['macs']:,} MACs: wrong for this model, corrected above")
         except Exception as e:
-            raw = {"error": error_text(e)}
+            raw = {"error": first_lines(e, 1, root_cause=True)}
             notes.append(f"torchinfo fails on the model as given ({raw['error']})")
     if method == "torchinfo" and (analytic.params, analytic.macs) != (params, macs):
         differing = [r.name for r in layers if r.check_macs is not None and r.check_macs != r.macs]

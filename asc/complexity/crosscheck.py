@@ -14,7 +14,8 @@ from torch import nn
 
 from asc.complexity.kinds import (OBSERVER_TYPES, deepcopy_model, dtype_name, is_conv, is_linear, is_norm,
                                   packed_weight_bias)
-from asc.complexity.report import ComplexityError, error_text
+from asc.complexity.report import ComplexityError
+from asc.errors import first_lines
 
 
 @dataclass
@@ -125,7 +126,8 @@ def analytic_count(model: nn.Module, input_size: tuple[int, ...]) -> Analytic:
         with torch.no_grad():
             work(torch.rand(*input_size))
     except Exception as e:
-        raise ComplexityError(f"cannot run the model on an input of shape {list(input_size)} ({error_text(e)}); "
+        raise ComplexityError(f"cannot run the model on an input of shape {list(input_size)} "
+                              f"({first_lines(e, 1, root_cause=True)}); "
                               "check the input shape (--input-shape / --frames)") from None
     finally:
         for h in handles:

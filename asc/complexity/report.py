@@ -17,14 +17,6 @@ class ComplexityError(AscError):
     """A model, ONNX file or budget cannot be counted or read."""
 
 
-def error_text(error: BaseException) -> str:
-    """The root cause of an exception in one line (torchinfo wraps model errors in a generic RuntimeError)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
-
-
 @dataclass
 class LayerRow:
     """One row of the per-layer table (one call of a leaf module, or one ONNX node)."""
