@@ -27,7 +27,8 @@ from asc.train.losses import kd_loss
 from asc.train.logits import TeacherLogits, TeacherLogitsError
 from asc.train.recipes import build_config
 from asc.train.schedules import cosine_with_warmup, cpjku
-from asc.train.trainer import Callback, EpochSampler, fit
+from asc.train.distributed import EpochSampler
+from asc.train.trainer import Callback, fit
 
 TINY = ["model_config.base_channels=8", "batch_size=16", "eval_batch_size=64", "schedule.warmup_steps=2",
         "optim.lr=0.01", "augment.mixstyle_p=1.0", "progress=false"]

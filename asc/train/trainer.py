@@ -3,12 +3,13 @@
 ``fit(cfg, run_dir)`` trains ``cfg.model`` on ``cfg.split`` and validates on the dev-test split; the run folder gets
 ``config.toml`` (fully resolved), ``metrics.jsonl`` (one JSON line per epoch), ``checkpoints/last.pt`` (every epoch,
 with the whole training state) and ``checkpoints/best.pt`` (best validation macro accuracy; both are model bundles),
-``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate`.
+``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate` (the layout is
+:class:`asc.runs.RunDir`'s; rank 0 holds the run folder's lock while it trains).
 
-Reproducibility and resume: the data order is a pure function of (seed, epoch) (:class:`EpochSampler`), and
-``last.pt`` holds model, optimiser, scheduler, grad-scaler and every process's RNG states at the end of an epoch.
-``fit(..., resume=True)`` continues from there (an epoch interrupted midway is redone from its start), so the result
-equals the uninterrupted run's.
+Reproducibility and resume: the data order is a pure function of (seed, epoch)
+(:class:`asc.train.distributed.EpochSampler`), and ``last.pt`` holds model, optimiser, scheduler, grad-scaler and
+every process's RNG states at the end of an epoch. ``fit(..., resume=True)`` continues from there (an epoch
+interrupted midway is redone from its start), so the result equals the uninterrupted run's.
 
 Multi-process training (``torchrun --nproc_per_node N``, i.e. WORLD_SIZE > 1): one process per device, gloo on CPU
 and nccl on CUDA, ``batch_size`` is the global batch, each process sees its shard of every epoch, rank 0 writes
@@ -24,20 +25,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asc.augment import build_augment, mix, mixup_params
@@ -50,43 +49,13 @@ from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, m
 from asc.plots import plot_confusion, plot_learning_curve
 from asc.runs import RunDir, read_bundle
 from asc.train.config import TrainConfig
+from asc.train.distributed import (Dist, EpochSampler, init_distributed, resolve_device, rng_state, seed_everything,
+                                   set_rng_state)
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
 
 # Keys of TrainConfig that may change between an interrupted run and its resumption.
 RUNTIME_KEYS = ("progress", "num_workers", "device", "eval_batch_size", "cache_dir")
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one process's shard of an epoch: a permutation seeded by (seed, epoch) (or the identity), padded
-    by wrapping around to a multiple of ``world_size`` and dealt out round-robin (rank r gets positions r, r+W, …).
-    """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def order(self) -> list[int]:
-        """The full (all ranks, padded) order of the current epoch."""
-        if self.shuffle:
-            g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.epoch))
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        total = math.ceil(self.n / self.world_size) * self.world_size
-        return (order * math.ceil(total / max(1, self.n)))[:total]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.rank::self.world_size])
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world_size)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch}
 
 
 @dataclass
@@ -135,99 +104,6 @@ def _call(callbacks: Sequence[Any], hook: str, state: TrainerState) -> None:
         fn = getattr(cb, hook, None)
         if fn is not None:
             fn(state)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Distributed helpers
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def all_gather(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        if not self.enabled:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def sum(self, values: list[float], device: torch.device) -> list[float]:
-        if not self.enabled:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-
-def _init_distributed(device_pref: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        use_cuda = device_pref != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        owns = True
-    return _Dist(rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
-
-
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU if CUDA is available, else CPU."""
-    if pref == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(pref)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {pref!r} requested but CUDA is not available; use device=auto or cpu")
-    return device
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Random state
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -312,7 +188,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     from the registry; its state dict is what the checkpoints hold.
     """
     run_dir = Path(run_dir)
-    ddp = _init_distributed(cfg.device)
+    ddp = init_distributed(cfg.device)
     try:
         with RunDir(run_dir).lock() if ddp.main else contextlib.nullcontext():
             return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
@@ -322,7 +198,7 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], given_model: nn.Module | None,
-         ddp: _Dist) -> dict[str, Any]:
+         ddp: Dist) -> dict[str, Any]:
     device = resolve_device(cfg.device, ddp.local_rank)
     layout = open_dataset(cfg.data)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
@@ -434,7 +310,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     return result
 
 
-def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
+def _final_eval(state: TrainerState, ddp: Dist) -> dict[str, Any]:
     """``asc.evaluate`` of the run folder's model (on rank 0; shared with the other ranks)."""
     from asc.evaluate import evaluate
 
@@ -445,7 +321,7 @@ def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
     return ddp.broadcast(result)
 
 
-def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: _Dist) -> dict[str, Any]:
+def _final_eval_in_memory(state: TrainerState, loader: DataLoader, dataset, ddp: Dist) -> dict[str, Any]:
     """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the weights of
     the run's model checkpoint scored in memory, written like :func:`asc.evaluate.evaluate` does."""
     cfg = state.cfg
@@ -498,7 +374,7 @@ def _check_run_dir(cfg: TrainConfig, run: RunDir, resume: bool) -> dict | None:
     return read_bundle(run.last_checkpoint)[1]
 
 
-def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) -> int:
+def _restore(ckpt: dict, state: TrainerState, scaler, ddp: Dist, path: Path) -> int:
     load_state_dict_strict(state.model, ckpt["state_dict"], str(path))
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
@@ -518,7 +394,7 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
 
 
 def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: nn.Module,
-                 teacher: torch.Tensor | None, scaler, use_amp: bool, ddp: _Dist,
+                 teacher: torch.Tensor | None, scaler, use_amp: bool, ddp: Dist,
                  callbacks: Sequence[Any]) -> dict[str, float]:
     cfg, device = state.cfg, state.device
     net.train()
@@ -578,7 +454,7 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_
 
 @torch.no_grad()
 def _validate(model: nn.Module, frontend: nn.Module, loader: DataLoader, dataset, cfg: TrainConfig,
-              device: torch.device, ddp: _Dist) -> dict[str, Any]:
+              device: torch.device, ddp: Dist) -> dict[str, Any]:
     """Metrics on the validation split; each process predicts its shard, duplicates from padding are dropped."""
     from asc.metrics import compute_metrics
 
@@ -614,7 +490,7 @@ def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
     return text + f" [{record['time_s']:.1f} s]"
 
 
-def _log(ddp: _Dist, message: str) -> None:
+def _log(ddp: Dist, message: str) -> None:
     if ddp.main:
         tqdm.write(message, file=sys.stderr)
 
