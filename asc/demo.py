@@ -15,8 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from asc.complexity import SourceOptions, check_source
+from asc.data.cache import load_cache
+from asc.data.check import check_dataset_report
+from asc.data.layout import open_dataset, open_eval_set
+from asc.data.synth import SynthConfig, make_synthetic_dataset
+from asc.evaluate import evaluate
+from asc.export import export_onnx
 from asc.fileio import write_json, write_text
+from asc.report import build_report
 from asc.runs import RunDir
+from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
+from asc.submission.predict import predict_eval_set
+from asc.submission.validate import validate_zip
+from asc.train.logits import ensemble_teachers
+from asc.train.recipes import build_config, default_recipe
+from asc.train.trainer import fit
 
 
 @dataclass
@@ -61,10 +75,6 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
            teacher_logits: str = "") -> Path:
     """One run of about ``steps`` optimiser steps through the trainer; a finished run is reused, an interrupted one
     resumed."""
-    from asc.data.layout import open_dataset
-    from asc.train.recipes import build_config, default_recipe
-    from asc.train.trainer import fit
-
     run = RunDir(runs / name)
     if run.eval_paths("test")[0].is_file():
         return run.path
@@ -85,19 +95,6 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step; returns the summary (also written to ``OUT/summary.json`` and ``OUT/summary.txt``)."""
-    from asc.complexity import SourceOptions, check_source
-    from asc.data.cache import load_cache
-    from asc.data.check import check_dataset_report
-    from asc.data.layout import open_dataset, open_eval_set
-    from asc.data.synth import SynthConfig, make_synthetic_dataset
-    from asc.evaluate import evaluate
-    from asc.export import export_onnx
-    from asc.report import build_report
-    from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
-    from asc.submission.predict import predict_eval_set
-    from asc.submission.validate import validate_zip
-    from asc.train.logits import ensemble_teachers
-
     out = Path(cfg.out)
     data, runs = out / "data", out / "runs"
     steps = _Steps(11, log)

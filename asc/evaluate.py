@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
+from asc.data.dataset import ClipDataset
 from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import ConfigError, DatasetError
 from asc.fileio import write_json
@@ -38,8 +39,6 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
 
     Returns the written JSON: :func:`compute_metrics`'s keys plus ``model``, ``model_name``, ``data_root``, ``split``.
     """
-    from asc.data.dataset import ClipDataset
-
     if batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive number of clips, got {batch_size}")
     model_path = Path(model_path)

@@ -29,9 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asc.config import apply_overrides, from_dict
 from asc.errors import CheckpointError, ConfigError
+from asc.evaluate import evaluate
+from asc.export import calibration_logmels, export_model, split_waveforms
 from asc.fileio import write_json
+from asc.frontend import input_shape
+from asc.models.registry import load_bundle
 from asc.runs import RunDir, resolve_checkpoint
+from asc.train.config import TrainConfig
+from asc.train.trainer import fit
 
 WEIGHT_QMIN, WEIGHT_QMAX = -127, 127  # ORT's symmetric int8 weights
 ACT_QMIN, ACT_QMAX = 0, 255  # uint8 activations
@@ -288,10 +295,6 @@ def qat_train_config(run: str | Path, config: QATConfig, out_dir: Path, data_roo
                      overrides: list[str] | None = None):
     """The TrainConfig of the QAT fine-tuning: the run's own, from its best checkpoint, ``epochs`` at lr / 10,
     cosine schedule without warm-up; ``overrides`` (dotted ``key=value``) last."""
-    from asc.config import apply_overrides, from_dict
-    from asc.models.registry import load_bundle
-    from asc.train.config import TrainConfig
-
     run = Path(run)
     bundle = load_bundle(run)
     data = _source_config(run, bundle)
@@ -315,11 +318,6 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
     (``eval/``), of the fine-tuned float weights (``eval-float/``) and, with ``config.export``, the INT8 ONNX
     export report and its metrics (``export/eval/``).
     """
-    from asc.evaluate import evaluate
-    from asc.export import calibration_logmels, export_model, split_waveforms
-    from asc.frontend import input_shape
-    from asc.train.trainer import fit
-
     config = config or QATConfig()
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run)
     cfg, bundle = qat_train_config(run, config, out_dir, data_root, overrides)

@@ -16,7 +16,8 @@
 
 A model file outside a run folder keeps its evaluation in ``<stem>.eval/`` beside it (:func:`default_eval_dir`) and
 its exports beside it (:func:`default_export_path`). A *model bundle* (a ``.pt`` file in ``asc.bundle/1`` format,
-written by :mod:`asc.models.registry`) is read by :func:`read_bundle`.
+whose dict :func:`asc.models.registry.bundle_dict` makes) is written by :func:`write_bundle` and read by
+:func:`read_bundle`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 
 from asc.config import load_config, read_toml, save_config
 from asc.errors import AscError, CheckpointError
-from asc.fileio import write_text
+from asc.fileio import atomic_path, write_text
 
 BUNDLE_FORMAT = "asc.bundle/1"
 CHECKPOINTS = ("model", "last")  # which checkpoint of a run: the one representing its model, or the latest
@@ -268,6 +269,13 @@ def resolve_checkpoint(path: str | os.PathLike, which: str = "model") -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     return path
+
+
+def write_bundle(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a checkpoint dict (a model bundle, with or without training state) atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)
 
 
 def read_bundle(path: str | os.PathLike, which: str = "model") -> tuple[Path, dict[str, Any]]:

@@ -6,12 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-import asc.submission  # noqa: F401  (registers DCASE 2025 inference packages as a source)
 from asc.cli._common import add_command
-from asc.complexity import DEFAULT_EDITION, SourceOptions, check_source
-from asc.config import apply_overrides
 from asc.errors import ConfigError
-from asc.fileio import write_json, write_text
 
 
 def register(sub) -> None:
@@ -44,6 +40,11 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asc.submission  # noqa: F401  (registers DCASE 2025 inference packages as a source)
+    from asc.complexity import DEFAULT_EDITION, SourceOptions, check_source
+    from asc.config import apply_overrides
+    from asc.fileio import write_json, write_text
+
     overrides = _flatten(apply_overrides({}, args.overrides))
     options = SourceOptions(overrides=overrides, input_size=_parse_shape(args.input_shape), frames=args.frames,
                             precision=args.precision)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 from asc.cli._common import add_command, add_overrides
-from asc.complexity.catalog import catalog
-from asc.config import apply_overrides
-from asc.models.convert import convert_to_bundle
 
 
 def _list(args) -> int:
+    from asc.complexity.catalog import catalog
+
     rows = catalog(args.names or None)
     if args.json:
         print(json.dumps([r.to_json() for r in rows], indent=2))
@@ -24,6 +23,9 @@ def _list(args) -> int:
 
 
 def _convert(args) -> int:
+    from asc.config import apply_overrides
+    from asc.models.convert import convert_to_bundle
+
     labels = args.labels.split(",") if args.labels else None
     out = convert_to_bundle(args.src, args.model, args.out, labels=labels,
                             overrides=apply_overrides({}, args.overrides))

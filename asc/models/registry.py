@@ -19,9 +19,8 @@ from torch import nn
 
 from asc.config import from_dict, to_dict
 from asc.errors import CheckpointError, ConfigError
-from asc.fileio import torch_save
 from asc.frontend import build_frontend
-from asc.runs import BUNDLE_FORMAT, read_bundle
+from asc.runs import BUNDLE_FORMAT, read_bundle, write_bundle
 
 FAMILY_MODULES = ("baseline24", "cpmobile", "cpresnet", "passt", "efficientat")
 
@@ -129,8 +128,8 @@ def bundle_dict(model: nn.Module, model_name: str, model_config: Any, labels: li
 def save_bundle(path: str | Path, model: nn.Module, model_name: str, model_config: Any, labels: list[str],
                 frontend_name: str | None = None, frontend_config: dict[str, Any] | None = None,
                 **extra: Any) -> Path:
-    return torch_save(bundle_dict(model, model_name, model_config, labels, frontend_name, frontend_config, **extra),
-                      path)
+    return write_bundle(bundle_dict(model, model_name, model_config, labels, frontend_name, frontend_config, **extra),
+                        path)
 
 
 def load_bundle(path: str | Path, which: str = "model") -> Bundle:

@@ -22,9 +22,9 @@ from asc.config import to_dict
 from asc.data.layout import natural_key, open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
-from asc.fileio import torch_save, write_json
+from asc.fileio import write_json
 from asc.models.registry import bundle_dict, load_bundle
-from asc.runs import RunDir
+from asc.runs import RunDir, write_bundle
 from asc.train.config import TrainConfig
 from asc.train.recipes import build_config
 from asc.train.trainer import fit
@@ -76,10 +76,10 @@ def _finetune(run: RunDir, general_cfg: TrainConfig, general_ckpt: Path, out: Ru
         device_runs[device] = str(dev_run)
 
     general = load_bundle(general_ckpt)
-    torch_save(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
-                           general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
-                           device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg)),
-               out.best_checkpoint)
+    write_bundle(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
+                             general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
+                             device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg)),
+                 out.best_checkpoint)
     out.write_config(base)
     specific = evaluate(out.path, general_cfg.data, split=general_cfg.val_split, out_dir=out.eval_dir,
                         batch_size=general_cfg.eval_batch_size, cache_dir=general_cfg.cache_dir or None,

@@ -41,16 +41,21 @@ from tqdm import tqdm
 
 from asc.augment import build_augment, mix, mixup_params
 from asc.config import to_dict
+from asc.data.cache import load_cache
+from asc.data.dataset import ClipDataset
 from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import ConfigError
-from asc.fileio import torch_save, write_json
+from asc.evaluate import evaluate
+from asc.fileio import write_json
 from asc.frontend import build_frontend, frontend_config
+from asc.metrics import compute_metrics
 from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
 from asc.plots import plot_confusion, plot_learning_curve
-from asc.runs import RunDir, read_bundle
+from asc.runs import RunDir, read_bundle, write_bundle
 from asc.train.config import TrainConfig
 from asc.train.distributed import (Dist, EpochSampler, init_distributed, resolve_device, rng_state, seed_everything,
                                    set_rng_state)
+from asc.train.logits import TeacherLogits
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
 
@@ -155,9 +160,6 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 def _clip_dataset(layout, split: str, cfg: TrainConfig, sample_rate: int, transform=None, devices=(),
                   setting: str = "train_devices"):
     """A ClipDataset over ``split`` (only clips of ``devices`` when given; ``setting`` names them in errors)."""
-    from asc.data.cache import load_cache
-    from asc.data.dataset import ClipDataset
-
     table = layout.split(split)
     if devices:
         unknown = sorted(set(devices) - set(table["device"]))
@@ -243,8 +245,6 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
 
     teacher = None
     if cfg.kd.teacher_logits:
-        from asc.train.logits import TeacherLogits
-
         store = TeacherLogits.load(cfg.kd.teacher_logits)
         store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
         teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
@@ -312,8 +312,6 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
 
 def _final_eval(state: TrainerState, ddp: Dist) -> dict[str, Any]:
     """``asc.evaluate`` of the run folder's model (on rank 0; shared with the other ranks)."""
-    from asc.evaluate import evaluate
-
     cfg, result = state.cfg, None
     if ddp.main:
         result = evaluate(state.run_dir, cfg.data, split=cfg.val_split, out_dir=state.run.eval_dir,
@@ -456,8 +454,6 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_
 def _validate(model: nn.Module, frontend: nn.Module, loader: DataLoader, dataset, cfg: TrainConfig,
               device: torch.device, ddp: Dist) -> dict[str, Any]:
     """Metrics on the validation split; each process predicts its shard, duplicates from padding are dropped."""
-    from asc.metrics import compute_metrics
-
     if ddp.enabled:  # BatchNorm statistics drift apart per process: evaluate rank 0's (= the checkpoint's)
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
@@ -507,9 +503,9 @@ def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any
     run.write_history(state.history)
     summary = {"epoch": record["epoch"], "step": state.step, "val_metrics": val}
     if improved:
-        torch_save(_bundle(state, **summary), run.best_checkpoint)
-    torch_save(_bundle(state, **summary, optimizer=state.optimizer.state_dict(),
-                       scheduler=state.scheduler.state_dict(), scaler=scaler.state_dict(), rng=rngs,
-                       sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
-               run.last_checkpoint)
+        write_bundle(_bundle(state, **summary), run.best_checkpoint)
+    write_bundle(_bundle(state, **summary, optimizer=state.optimizer.state_dict(),
+                         scheduler=state.scheduler.state_dict(), scaler=scaler.state_dict(), rng=rngs,
+                         sampler=sampler.state_dict(), best_metric=state.best_metric, best_epoch=state.best_epoch),
+                 run.last_checkpoint)
     plot_learning_curve(state.history, run.learning_curve_path, title=run.name)
