@@ -90,7 +90,8 @@ def learning_curves_figure(curves: Sequence[Curve], title: str = ""):
         ax_acc.plot([r["epoch"] for r in val], [100 * r["val_macro_accuracy"] for r in val], color=color,
                     marker="o", markersize=3, label=name)
         acc = [r for r in train if r.get("train_accuracy") is not None]
-        ax_acc.plot([r["epoch"] for r in acc], [100 * r["train_accuracy"] for r in acc], color=color, linestyle=":")
+        ax_acc.plot([r["epoch"] for r in acc], [100 * r["train_accuracy"] for r in acc], color=color, linestyle=":",
+                    marker=".", markersize=3)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_loss.legend(handles=[Line2D([], [], color="0.3", label="train loss"),
                             Line2D([], [], color="0.3", linestyle="--", label="validation log loss")])
