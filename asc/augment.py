@@ -1,4 +1,4 @@
-"""Training-time augmentation as small composable pieces (DESIGN §5).
+"""Training-time augmentation as small composable pieces (the recipes of the field: docs/recipes.md).
 
 Two kinds: *waveform hooks* ``(waveform[T], item) -> waveform[T]`` run per clip inside the dataset
 (:class:`DeviceImpulseResponse`, :class:`TimeRoll`, chained with :class:`Compose`), and *batch modules* on the

@@ -6,7 +6,10 @@ builds one; unknown keys and values of the wrong type are errors that name the k
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import math
 import tomllib
 import types
 import typing
@@ -126,8 +129,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
     """Apply dotted overrides to a nested dict (in a copy)."""
-    import copy
-
     data = copy.deepcopy(data)
     for text in overrides or []:
         path, value = parse_override(text)
@@ -195,9 +196,6 @@ def _key(k: str) -> str:
 
 
 def _value(v) -> str:
-    import json
-    import math
-
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -15,7 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from asc.complexity import SourceOptions, check_source
+from asc.data.cache import load_cache
+from asc.data.check import check_dataset_report
+from asc.data.layout import open_dataset, open_eval_set
+from asc.data.synth import SynthConfig, make_synthetic_dataset
+from asc.evaluate import evaluate
+from asc.export import export_onnx
 from asc.fileio import write_json, write_text
+from asc.report import build_report
+from asc.runs import RunDir
+from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
+from asc.submission.predict import predict_eval_set
+from asc.submission.validate import validate_zip
+from asc.train.logits import ensemble_teachers
+from asc.train.recipes import build_config, default_recipe
+from asc.train.trainer import fit
 
 
 @dataclass
@@ -60,13 +75,9 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
            teacher_logits: str = "") -> Path:
     """One run of about ``steps`` optimiser steps through the trainer; a finished run is reused, an interrupted one
     resumed."""
-    from asc.data.layout import open_dataset
-    from asc.train.recipes import build_config, default_recipe
-    from asc.train.trainer import fit
-
-    run = runs / name
-    if (run / "eval" / "test.json").is_file():
-        return run
+    run = RunDir(runs / name)
+    if run.eval_paths("test")[0].is_file():
+        return run.path
     clips = len(open_dataset(Path(cfg.out, "data", "dev")).split(split))
     epochs = max(1, math.ceil(steps / math.ceil(clips / cfg.batch_size)))
     overrides = ["schedule.name=\"cosine\"", f"schedule.warmup_steps={cfg.warmup_steps}", f"optim.lr={cfg.lr}",
@@ -78,25 +89,12 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
                              batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)
     if teacher_logits:
         train_cfg.kd.teacher_logits = teacher_logits
-    fit(train_cfg, run, resume=(run / "checkpoints" / "last.pt").is_file())
-    return run
+    fit(train_cfg, run.path, resume=run.last_checkpoint.is_file())
+    return run.path
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step; returns the summary (also written to ``OUT/summary.json`` and ``OUT/summary.txt``)."""
-    from asc.complexity import SourceOptions, check_source
-    from asc.data.cache import load_cache
-    from asc.data.check import check_dataset_report
-    from asc.data.layout import open_dataset, open_eval_set
-    from asc.data.synth import SynthConfig, make_synthetic_dataset
-    from asc.evaluate import evaluate
-    from asc.export import export_onnx
-    from asc.report import build_report
-    from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
-    from asc.submission.predict import predict_eval_set
-    from asc.submission.validate import validate_zip
-    from asc.train.logits import ensemble_teachers
-
     out = Path(cfg.out)
     data, runs = out / "data", out / "runs"
     steps = _Steps(11, log)
@@ -170,7 +168,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     report = build_report([teacher, plain, *students.values(), onnx], out / "report.html", progress=cfg.progress)
 
     def metrics_of(run: Path) -> dict[str, Any]:
-        return json.loads((run / "eval" / "test.json").read_text())
+        return json.loads(RunDir(run).eval_paths("test")[0].read_text())
 
     rows = [("teacher " + cfg.teacher, metrics_of(teacher)),
             (f"{cfg.student} split {cfg.focus_split}, no teacher", metrics_of(plain)),

@@ -19,3 +19,13 @@ class CheckpointError(AscError):
 
 class MissingDependencyError(AscError):
     """An optional extra (e.g. ``asc[passt]``) is needed but not installed."""
+
+
+def first_lines(error: BaseException, n: int = 2, root_cause: bool = False) -> str:
+    """A foreign exception in one line for people: its type and the first ``n`` lines of its message (with
+    ``root_cause``, of the exception at the end of its ``__cause__`` chain: libraries such as torchinfo wrap model
+    errors in a generic one)."""
+    while root_cause and error.__cause__ is not None:
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {' '.join(lines[:n])}" if lines else type(error).__name__

@@ -1,7 +1,8 @@
 """Score a trained model (run folder, bundle ``.pt`` or ``.onnx``) on a labelled split of a TAU-layout dataset.
 
 ``evaluate(model, root, "test")`` predicts every clip of the split, computes :func:`asc.metrics.compute_metrics` and
-writes ``<out_dir>/<split>.json`` and ``<out_dir>/<split>_confusion.png``.
+writes ``<out_dir>/<split>.json`` and ``<out_dir>/<split>_confusion.png`` (``out_dir``: ``RUN/eval/`` for a run folder,
+``<stem>.eval/`` beside a model file; :mod:`asc.runs`).
 """
 
 from __future__ import annotations
@@ -12,25 +13,14 @@ from typing import Any
 import numpy as np
 from torch.utils.data import DataLoader
 
+from asc.data.dataset import ClipDataset
 from asc.data.layout import normalise_split_name, open_dataset
 from asc.errors import ConfigError, DatasetError
 from asc.fileio import write_json
 from asc.inference import load_predictor, predict_batches
-from asc.metrics import compute_metrics, plot_confusion
-
-
-def default_out_dir(model_path: str | Path) -> Path:
-    """``RUN/eval/`` for a run folder, ``<stem>.eval/`` beside a model file."""
-    model_path = Path(model_path)
-    if model_path.is_dir():
-        return model_path / "eval"
-    return model_path.parent / f"{model_path.stem}.eval"
-
-
-def output_paths(out_dir: str | Path, split: str) -> tuple[Path, Path]:
-    """(metrics JSON, confusion PNG) of ``split`` in ``out_dir``."""
-    split = normalise_split_name(split)
-    return Path(out_dir) / f"{split}.json", Path(out_dir) / f"{split}_confusion.png"
+from asc.metrics import compute_metrics
+from asc.plots import plot_confusion
+from asc.runs import default_eval_dir, eval_paths
 
 
 def label_mapping(data_labels: list[str], model_labels: list[str], where: str) -> np.ndarray:
@@ -49,8 +39,6 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
 
     Returns the written JSON: :func:`compute_metrics`'s keys plus ``model``, ``model_name``, ``data_root``, ``split``.
     """
-    from asc.data.dataset import ClipDataset
-
     if batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive number of clips, got {batch_size}")
     model_path = Path(model_path)
@@ -70,7 +58,7 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
     result = {"model": str(model_path.resolve()), "model_name": predictor.name,
               "data_root": str(Path(data_root).resolve()), "split": split,
               "selection": getattr(predictor, "selection", None), **metrics}
-    json_path, png_path = output_paths(out_dir if out_dir is not None else default_out_dir(model_path), split)
+    json_path, png_path = eval_paths(out_dir if out_dir is not None else default_eval_dir(model_path), split)
     plot_confusion(metrics, png_path, title=f"{predictor.name} on {split}: macro accuracy "
                                             f"{100 * metrics['macro_accuracy']:.2f} %")
     write_json(json_path, result)

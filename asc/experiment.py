@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
 
+from asc.complexity import SourceOptions, check_source
 from asc.config import load_config, to_dict
 from asc.data.layout import DEVICE_GROUPS, open_dataset
 from asc.errors import ConfigError
+from asc.evaluate import evaluate
+from asc.export import export_model
 from asc.fileio import save_figure, write_json, write_text
+from asc.plots import split_accuracy_figure
+from asc.train.logits import TeacherLogits, ensemble_teachers
+from asc.train.recipes import build_config, get_recipe
+from asc.train.trainer import fit
 
 Log = Callable[[str], None]
 
@@ -75,8 +81,6 @@ def load_experiment(path: str | Path | None = None, overrides: list[str] | None 
 
 def arm_for_recipe(recipe: str, teach: str = "online") -> ArmConfig:
     """An arm that trains ``recipe``: taught (``teach``) when the recipe sets knowledge distillation."""
-    from asc.train.recipes import get_recipe
-
     taught = "kd" in get_recipe(recipe)
     mode = teach if taught else "none"
     return ArmConfig(name=Path(recipe).stem + ("-stored" if mode == "stored" else ""), recipe=recipe, teach=mode)
@@ -105,9 +109,6 @@ def _checked(cfg: ExperimentConfig) -> ExperimentConfig:
 def _train_run(run_dir: Path, recipe: str, cfg: ExperimentConfig, split: str, seed: int, overrides: list[str],
                kd: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or reuse, or resume) one run; returns its ``eval/test.json``."""
-    from asc.train.recipes import build_config
-    from asc.train.trainer import fit
-
     done = run_dir / "eval" / "test.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -122,8 +123,6 @@ def _train_run(run_dir: Path, recipe: str, cfg: ExperimentConfig, split: str, se
 
 def _teachers(cfg: ExperimentConfig, out: Path, split: str, log: Log) -> tuple[list[Path], Path, dict[str, Any]]:
     """The teacher runs for students of ``split`` (trained if missing), their logit store and its provenance."""
-    from asc.train.logits import TeacherLogits, ensemble_teachers
-
     t = cfg.teacher
     tsplit = t.split or split
     runs = []
@@ -143,9 +142,6 @@ def _teachers(cfg: ExperimentConfig, out: Path, split: str, log: Log) -> tuple[l
 
 def _int8(run: Path, cfg: ExperimentConfig, split: str) -> dict[str, Any]:
     """INT8 ONNX export of a run (calibrated on its training split) and its dev-test metrics."""
-    from asc.evaluate import evaluate
-    from asc.export import export_model
-
     onnx = run / "export" / "model.int8.onnx"
     done = run / "export" / "eval" / "test.json"
     if done.is_file():
@@ -209,8 +205,6 @@ def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _complexity(run: Path, edition: str) -> dict[str, Any]:
     """Parameters, MACs, and the cheapest precision at which the arm's model fits the ``edition`` budget."""
-    from asc.complexity import SourceOptions, check_source
-
     out: dict[str, Any] = {}
     for precision in ("fp16", "int8"):
         check = check_source(str(run), edition, SourceOptions(precision=precision))
@@ -310,26 +304,12 @@ def format_markdown(results: dict[str, Any], cfg: ExperimentConfig) -> str:
 
 def plot_accuracy_vs_split(results: dict[str, Any], cfg: ExperimentConfig, path: Path) -> Path:
     """Macro accuracy per split (mean, bars = std over seeds) of every arm; the teachers' ensemble dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.arange(len(cfg.splits))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    arms = []
     for arm, entry in results["table"].items():
         stats = [entry["splits"].get(s, {}).get("macro_accuracy") for s in cfg.splits]
-        mean = [100 * s["mean"] if s else math.nan for s in stats]
-        std = [100 * s["std"] if s else 0 for s in stats]
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, label=arm)
-    if results["teachers"]:
-        ax.plot(x, [100 * results["teachers"][s]["macro_accuracy"] if s in results["teachers"] else math.nan
-                    for s in cfg.splits], "k--", label="teacher ensemble")
-    ax.set_xticks(x, [f"{s} %" for s in cfg.splits])
-    ax.set_xlabel("training split")
-    ax.set_ylabel("dev-test macro accuracy (%)")
-    ax.set_title(f"{cfg.name}: mean ± std over {cfg.seeds} seed(s)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return save_figure(fig, path)
+        arms.append((arm, [100 * s["mean"] if s else None for s in stats], [100 * s["std"] if s else 0 for s in stats]))
+    teachers = results["teachers"]
+    reference = ("teacher ensemble", [100 * teachers[s]["macro_accuracy"] if s in teachers else None
+                                      for s in cfg.splits]) if teachers else None
+    title = f"{cfg.name}: mean ± std over {cfg.seeds} seed(s)"
+    return save_figure(split_accuracy_figure(title, cfg.splits, arms, reference), path)

@@ -56,14 +56,6 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def torch_save(obj, path: str | os.PathLike) -> Path:
-    import torch
-
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)
-
-
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:

@@ -1,12 +1,17 @@
 """Run any trained model (a PyTorch bundle or an ONNX file) on waveforms, batched.
 
 ``load_predictor(path)`` accepts a run folder, a bundle ``.pt`` or an ``.onnx`` file; every command that predicts
-(evaluate, predict, package) goes through it, so PyTorch and ONNX models give the same reports.
+(evaluate, predict, package) goes through it, so PyTorch and ONNX models give the same reports. An ONNX file written
+by ``asc export`` names its labels, front end and model in its ``metadata_props`` (:data:`METADATA_KEYS`), so
+:class:`OnnxPredictor` rebuilds everything else; ``onnx`` / ``onnxruntime`` are optional heavy imports, loaded when
+an ONNX file is opened.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
@@ -14,6 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from asc.errors import CheckpointError, first_lines
+from asc.frontend import build_frontend
+from asc.models.registry import load_bundle, load_state_dict_strict
+
+INPUT_NAME = "logmel"  # the input of an exported network: log-mel [B, 1, F, T]
+WAVEFORM_NAME = "waveform"  # the input of an exported file with its front end: 32 kHz waveform [B, samples]
+METADATA_KEYS = ("asc.labels", "asc.frontend", "asc.model", "asc.precision")
 
 
 class Predictor(Protocol):
@@ -43,10 +56,6 @@ class TorchPredictor:
     """
 
     def __init__(self, bundle):
-        import copy
-
-        from asc.models.registry import load_state_dict_strict
-
         self.bundle = bundle
         self.model = bundle.model.eval()
         self.frontend = bundle.frontend.eval()
@@ -75,14 +84,86 @@ class TorchPredictor:
         return out
 
 
+def ort_session(model, threads: int | None = None):
+    """A CPU ``onnxruntime.InferenceSession`` of a file path or an in-memory ModelProto."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+class _Passthrough(nn.Module):
+    """Stands in for the front end of a waveform-input ONNX file (the file holds its own)."""
+
+    def __init__(self, sample_rate: int):
+        super().__init__()
+        self.sample_rate = sample_rate
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return waveform
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (without loading its weights into a session)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable ONNX file: {first_lines(e)}") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+class OnnxPredictor:
+    """An exported ONNX file behind the :class:`Predictor` protocol (ONNX Runtime, CPU).
+
+    ``frontend`` is rebuilt from the file's ``asc.frontend`` metadata; ``logits_from_logmel`` runs the session.
+    For a waveform-input file (``with_frontend``) the front end is a pass-through and the file does everything.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: ONNX file not found")
+        try:
+            self.session = ort_session(self.path, threads)
+        except Exception as e:
+            raise CheckpointError(f"{self.path}: ONNX Runtime cannot load it: {first_lines(e)}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        missing = [k for k in METADATA_KEYS if k not in meta]
+        if missing:
+            raise CheckpointError(f"{self.path}: metadata_props {', '.join(missing)} missing; "
+                                  "export it with `asc export` (asc.export.export_onnx)")
+        try:
+            self.labels = list(json.loads(meta["asc.labels"]))
+            fe = json.loads(meta["asc.frontend"])
+            spec = json.loads(meta["asc.model"])
+            self.model_name, self.model_config = spec["name"], spec["config"]
+            self.frontend_name, self.frontend_config = fe["name"], fe["config"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{self.path}: malformed asc metadata ({first_lines(e)})") from None
+        self.precision = meta["asc.precision"]
+        self.selection = json.loads(meta["asc.selection"]) if "asc.selection" in meta else None
+        self.metadata = dict(meta)
+        self.name = f"{self.model_name} ({self.precision} ONNX)"
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_kind = meta.get("asc.input", INPUT_NAME)
+        frontend = build_frontend(self.frontend_name, self.frontend_config).eval()
+        self.frontend = _Passthrough(frontend.sample_rate) if self.input_kind == WAVEFORM_NAME else frontend
+
+    def logits_from_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(logmel.detach().cpu().float().numpy())
+        return torch.from_numpy(self.session.run(None, {self.input_name: x})[0]).float()
+
+
 def load_predictor(path: str | Path) -> Predictor:
     path = Path(path)
     if path.suffix == ".onnx":
-        from asc.export import OnnxPredictor
-
         return OnnxPredictor(path)
-    from asc.models.registry import load_bundle
-
     return TorchPredictor(load_bundle(path))
 
 

@@ -1,20 +1,19 @@
-"""Scores of a classifier as DCASE Task 1 reports them (DESIGN §6).
+"""Scores of a classifier as DCASE Task 1 reports them (docs/architecture.md, "Metrics").
 
 :func:`compute_metrics` turns logits into macro-averaged class-wise accuracy (the official ranking metric), overall
 accuracy, multi-class log loss, the same per class, per device (a, b, c, s1, …) and per device group (real / seen /
-unseen), and a confusion matrix (rows = true class). :func:`format_report` and :func:`plot_confusion` present them.
+unseen), and a confusion matrix (rows = true class). :func:`format_report` presents them for people,
+:func:`asc.plots.plot_confusion` draws the matrix.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from asc.data.layout import DEVICE_GROUPS, natural_key
 from asc.errors import DatasetError
-from asc.fileio import save_figure
 
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # sklearn's log_loss clips float64 probabilities to [eps, 1 - eps]
 UNKNOWN_DEVICE = "unknown"
@@ -116,29 +115,3 @@ def format_report(metrics: dict[str, Any]) -> str:
         *_table("class", metrics["per_class"]),
     ]
     return "\n".join(lines) + "\n"
-
-
-def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str | None = None) -> Path:
-    """Row-normalised confusion matrix (rows = true class) as a PNG, written atomically."""
-    from matplotlib.figure import Figure
-
-    confusion = np.asarray(metrics["confusion"], dtype=np.float64)
-    totals = confusion.sum(axis=1, keepdims=True)
-    norm = np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
-    labels = metrics["labels"]
-    size = max(5.0, 0.6 * len(labels) + 2.5)
-    fig = Figure(figsize=(size, size * 0.9), layout="tight")
-    ax = fig.add_subplot()
-    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, labels, rotation=45, ha="right")
-    ax.set_yticks(ticks, labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if len(labels) <= 20:
-        for i, j in np.ndindex(norm.shape):
-            ax.text(j, i, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(title or f"macro accuracy {_pct(metrics['macro_accuracy'])} % (n = {metrics['n']:,})")
-    return save_figure(fig, path)

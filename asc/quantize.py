@@ -29,8 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asc.config import apply_overrides, from_dict
 from asc.errors import CheckpointError, ConfigError
+from asc.evaluate import evaluate
+from asc.export import calibration_logmels, export_model, split_waveforms
 from asc.fileio import write_json
+from asc.frontend import input_shape
+from asc.models.registry import load_bundle
+from asc.runs import RunDir, resolve_checkpoint
+from asc.train.config import TrainConfig
+from asc.train.trainer import fit
 
 WEIGHT_QMIN, WEIGHT_QMAX = -127, 127  # ORT's symmetric int8 weights
 ACT_QMIN, ACT_QMAX = 0, 255  # uint8 activations
@@ -275,10 +283,8 @@ def default_out_dir(run: str | Path) -> Path:
 
 
 def _source_config(run: Path, bundle) -> dict[str, Any]:
-    from asc.config import read_toml
-
-    if run.is_dir() and (run / "config.toml").is_file():
-        return read_toml(run / "config.toml")
+    if run.is_dir() and RunDir(run).has_config():
+        return RunDir(run).config_dict()
     if "train_config" in bundle.extra:
         return dict(bundle.extra["train_config"])
     raise CheckpointError(f"{run}: no config.toml and no train_config in the bundle; QAT needs the training "
@@ -289,10 +295,6 @@ def qat_train_config(run: str | Path, config: QATConfig, out_dir: Path, data_roo
                      overrides: list[str] | None = None):
     """The TrainConfig of the QAT fine-tuning: the run's own, from the run's model, ``epochs`` at lr / 10,
     cosine schedule without warm-up; ``overrides`` (dotted ``key=value``) last."""
-    from asc.config import apply_overrides, from_dict
-    from asc.models.registry import load_bundle, resolve_checkpoint
-    from asc.train.config import TrainConfig
-
     run = Path(run)
     bundle = load_bundle(run)
     data = _source_config(run, bundle)
@@ -317,11 +319,6 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
     ``config.export``, the INT8 ONNX
     export report and its metrics (``export/eval/``).
     """
-    from asc.evaluate import evaluate
-    from asc.export import calibration_logmels, export_model, split_waveforms
-    from asc.frontend import input_shape
-    from asc.train.trainer import fit
-
     config = config or QATConfig()
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run)
     cfg, bundle = qat_train_config(run, config, out_dir, data_root, overrides)
@@ -333,9 +330,10 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
                             cache_dir=cfg.cache_dir or None)
     calib = calibration_logmels(waves, frontend, input_shape(frontend), None, f"{cfg.data} split {cfg.split}")
     model = prepare_qat(bundle.model.train(), ema=config.ema)
-    # The trainer scores the network it was given: the fake-INT8 model with its selected weights.
+    # The trainer scores the network it was given: the fake-INT8 model with its best weights.
     fake = fit(cfg, out_dir, resume=resume, callbacks=[QATCallback(config, calib)], model=model)
-    floating = evaluate(out_dir, cfg.data, split="test", out_dir=out_dir / "eval-float",
+    run_dir = RunDir(out_dir)
+    floating = evaluate(out_dir, cfg.data, split="test", out_dir=run_dir.float_eval_dir,
                         cache_dir=cfg.cache_dir or None, progress=progress)
     keys = ("macro_accuracy", "accuracy", "log_loss")
     summary: dict[str, Any] = {
@@ -344,12 +342,12 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
         "float": {k: floating[k] for k in keys},
     }
     if config.export:
-        report = export_model(out_dir, out_dir / "export" / "model.int8.onnx", precision="int8", data_root=cfg.data,
+        report = export_model(out_dir, run_dir.export_path("int8"), precision="int8", data_root=cfg.data,
                               calibration_split=cfg.split, cache_dir=cfg.cache_dir or None)
-        metrics = evaluate(report.path, cfg.data, split="test", out_dir=out_dir / "export" / "eval",
+        metrics = evaluate(report.path, cfg.data, split="test", out_dir=run_dir.export_eval_dir,
                            cache_dir=cfg.cache_dir or None, progress=progress)
         summary["export"] = report.to_dict()
         summary["int8"] = {k: metrics[k] for k in keys}
-    write_json(out_dir / "qat.json", summary)
+    write_json(run_dir.summary_path("qat"), summary)
     return summary
 

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from asc.config import to_dict
-from asc.export import export_model, ort_session
+from asc.export import export_model
 from asc.fileio import write_json
 from asc.frontend import build_frontend, input_shape
+from asc.inference import ort_session
 from asc.models.registry import Bundle, build_model, get_spec, make_config
 
 LABELS = [f"class{i}" for i in range(10)]

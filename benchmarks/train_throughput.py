@@ -6,7 +6,7 @@ Freq-MixStyle -> forward/backward -> AdamW:
 (a) baselines: a Dataset whose ``__getitem__`` decodes the WAV (soundfile), resamples it to 32 kHz
     (``torchaudio.functional.resample``) and rolls it, every item of every epoch; the network in NCHW;
 (b) asc: :class:`asc.data.dataset.ClipDataset` over the memory-mapped cache (decoded and resampled once; its build
-    is timed separately) with the :class:`asc.augment.TimeRoll` hook, the seeded :class:`EpochSampler`, and the
+    is timed separately) with the :class:`asc.augment.TimeRoll` hook, the seeded :class:`asc.train.distributed.EpochSampler`, and the
     network in ``channels_last`` (what :func:`asc.train.trainer.fit` does).
 
 Steps of (a) and (b) alternate within one run, so load from other processes affects both alike. Target: (b) >= 3x (a).
@@ -38,7 +38,7 @@ from asc.data.layout import open_dataset
 from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.fileio import write_json
 from asc.models.registry import build_frontend_for, build_model
-from asc.train.trainer import EpochSampler
+from asc.train.distributed import EpochSampler
 
 SAMPLE_RATE = 32000
 

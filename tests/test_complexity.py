@@ -15,6 +15,7 @@ from torch.nn.utils import prune
 from torch.nn.utils.parametrizations import weight_norm
 
 import asc.complexity as C
+import asc.complexity.sources
 from asc.cli import main as cli_main
 from asc.complexity import (SourceOptions, check, check_source, count, count_named, count_onnx, count_source,
                             load_budget, memory_advice, register_source)
@@ -236,7 +237,7 @@ def test_budgets_of_all_editions(cpmobile):
 
 
 def test_per_device_sources_through_the_extension_point(monkeypatch, baseline, cpmobile):
-    monkeypatch.setattr(C, "_SOURCE_HANDLERS", [])
+    monkeypatch.setattr(asc.complexity.sources, "_SOURCE_HANDLERS", [])
     register_source(lambda spec, options: [("a", baseline), ("b", cpmobile)] if spec == "pkg:demo" else None)
     result = check_source("pkg:demo", "dcase2025", SourceOptions(precision="fp16"))
     assert [(m.device, m.within_budget) for m in result.models] == [("a", True), ("b", False)]

@@ -135,9 +135,10 @@ def test_cli_prints_report_and_json(result, bundle_path, layout, tmp_path, capsy
 
 
 def test_onnx_model_gets_the_same_report(result, bundle_path, layout):
-    from asc.export import default_output, export_onnx
+    from asc.export import export_onnx
+    from asc.runs import default_export_path
 
-    onnx_path = export_onnx(bundle_path, default_output(bundle_path, "fp32"))
+    onnx_path = export_onnx(bundle_path, default_export_path(bundle_path, "fp32"))
     onnx = evaluate(onnx_path, layout.root, "test", progress=False)
     assert json.loads((bundle_path.parent / "tiny.fp32.eval" / "test.json").read_text()) == onnx
     assert json.loads((bundle_path.parent / "tiny.eval" / "test.json").read_text()) == result

@@ -12,8 +12,9 @@ from torch import nn
 
 from asc.data.layout import open_dataset
 from asc.errors import AscError
-from asc.export import ExportError, OnnxPredictor, export_model, read_metadata
+from asc.export import ExportError, export_model
 from asc.frontend import build_frontend
+from asc.inference import OnnxPredictor, read_metadata
 from asc.models.registry import Bundle, build_model, load_bundle, make_config, save_bundle
 
 

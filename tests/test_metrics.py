@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, log_loss
 
 from asc.errors import DatasetError
-from asc.metrics import compute_metrics, format_report, plot_confusion, softmax
+from asc.metrics import compute_metrics, format_report, softmax
+from asc.plots import plot_confusion
 
 LABELS = ["airport", "bus", "metro", "metro_station", "park"]
 DEVICES = ["a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6", "s10"]

@@ -13,7 +13,7 @@ from torch import nn
 from asc.cli import main as cli_main
 from asc.errors import CheckpointError, ConfigError
 from asc.models.blocks import GRN, fusion_groups, make_divisible
-from asc.models.catalog import catalog
+from asc.complexity.catalog import catalog
 from asc.models.convert import convert, convert_to_bundle
 from asc.models.registry import build_model, get_spec, load_bundle, save_bundle
 

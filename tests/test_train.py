@@ -29,7 +29,8 @@ from asc.train.losses import kd_loss
 from asc.train.logits import TeacherLogits, TeacherLogitsError
 from asc.train.recipes import build_config
 from asc.train.schedules import cosine_with_warmup, cpjku
-from asc.train.trainer import Callback, EpochSampler, fit
+from asc.train.distributed import EpochSampler
+from asc.train.trainer import Callback, fit
 
 TINY = ["model_config.base_channels=8", "batch_size=16", "eval_batch_size=64", "schedule.warmup_steps=2",
         "optim.lr=0.01", "augment.mixstyle_p=1.0", "progress=false"]
@@ -177,7 +178,7 @@ VALIDATION = ["validation.fraction=0.3", "validation.select=\"best\""]
 
 def test_validation_set_is_carved_from_the_training_split_and_selects_the_model(synth_data, tmp_path):
     from asc.evaluate import evaluate
-    from asc.models.registry import resolve_checkpoint
+    from asc.runs import resolve_checkpoint
 
     run_dir = tmp_path / "val"
     result = fit(tiny_config(synth_data.dev, epochs=3, extra=VALIDATION), run_dir)

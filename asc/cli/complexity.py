@@ -40,6 +40,7 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asc.submission  # noqa: F401  (registers DCASE 2025 inference packages as a source)
     from asc.complexity import DEFAULT_EDITION, SourceOptions, check_source
     from asc.config import apply_overrides
     from asc.fileio import write_json, write_text

@@ -25,15 +25,16 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from asc.evaluate import default_out_dir, evaluate, output_paths
+    from asc.evaluate import evaluate
     from asc.metrics import format_report
+    from asc.runs import default_eval_dir, eval_paths
 
     result = evaluate(args.model, args.data, split=args.split, out_dir=args.out, batch_size=args.batch_size,
                       cache_dir=args.cache_dir, progress=not args.json)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    json_path, png_path = output_paths(args.out or default_out_dir(args.model), args.split)
+    json_path, png_path = eval_paths(args.out or default_eval_dir(args.model), result["split"])
     print(f"{result['model_name']} on split {result['split']} of {result['data_root']}\n")
     print(format_report(result))
     print(f"wrote {json_path} and {png_path}")

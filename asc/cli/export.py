@@ -55,26 +55,27 @@ def register(sub) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from asc.export import default_output, export_model, report_path
+    from asc.complexity import count_onnx
+    from asc.export import export_model
+    from asc.runs import default_export_path, export_report_path
 
-    out = args.out or default_output(args.model, args.precision)
+    out = args.out or default_export_path(args.model, args.precision)
     report = export_model(args.model, out, precision=args.precision, n_calibration=args.n_calibration,
                           calibration_method=args.calibration_method, calibration_split=args.calibration_split,
                           with_frontend=args.with_frontend, data_root=args.data, check_split=args.check_split,
                           n_check=args.n_check, cache_dir=args.cache_dir)
-    complexity = _complexity(report.path)
+    complexity = count_onnx(report.path).to_dict()
     if args.json:
         print(json.dumps({**report.to_dict(), "complexity": complexity}, indent=2, default=str))
         return 0 if report.passed else 1
     print(format_report(report))
-    if complexity is not None:
-        print(f"complexity    {complexity['params']:,} parameters stored in {complexity['stored_bytes']:,} bytes "
-              f"({', '.join(f'{n:,} {d}' for d, n in complexity['stored_dtypes'].items())}), "
-              f"{complexity['macs']:,} MACs (BN folded)")
+    print(f"complexity    {complexity['params']:,} parameters stored in {complexity['stored_bytes']:,} bytes "
+          f"({', '.join(f'{n:,} {d}' for d, n in complexity['stored_dtypes'].items())}), "
+          f"{complexity['macs']:,} MACs (BN folded)")
     if report.precision == "int8":
         print(INT8_NOTE)
     print(f"wrote {report.path}{' and ' + str(report.frontend_path) if report.frontend_path else ''} "
-          f"(report {report_path(report.path)})")
+          f"(report {export_report_path(report.path)})")
     if not report.passed:
         print("WARNING: a check did not pass (see above); inspect before deploying")
     return 0 if report.passed else 1
@@ -104,14 +105,6 @@ def _check_line(c) -> str:
     verdict = {True: "ok", False: "FAILED", None: "-"}[c.passed]
     return (f"  {c.inputs:<6} n={c.n:<4} max |diff| {c.max_abs_diff:.3g}, top-1 agreement "
             f"{100 * c.top1_agreement:.2f} %  [{verdict}: {c.tolerance}]")
-
-
-def _complexity(path) -> dict | None:
-    try:
-        from asc.complexity import count_onnx
-    except ImportError:
-        return None
-    return count_onnx(path).to_dict()
 
 
 def _qat(args: argparse.Namespace) -> int:

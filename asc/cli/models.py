@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 from asc.cli._common import add_command, add_overrides
-from asc.config import apply_overrides
 
 
 def _list(args) -> int:
-    from asc.models.catalog import catalog
+    from asc.complexity.catalog import catalog
 
     rows = catalog(args.names or None)
     if args.json:
@@ -24,6 +23,7 @@ def _list(args) -> int:
 
 
 def _convert(args) -> int:
+    from asc.config import apply_overrides
     from asc.models.convert import convert_to_bundle
 
     labels = args.labels.split(",") if args.labels else None

@@ -107,6 +107,7 @@ def _train_teacher(args: argparse.Namespace) -> int:
 
 def _run_training(args: argparse.Namespace, suffix: str, split_default: str | None,
                   extra: dict | None = None) -> int:
+    from asc.runs import RunDir
     from asc.train.config import load_train_config
     from asc.train.recipes import build_config, default_recipe
     from asc.train.trainer import fit
@@ -115,13 +116,12 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
     if args.resume:
         if not args.name:
             raise ConfigError("--resume needs --name NAME of the run to continue")
-        run_dir = runs_dir / args.name
-        if not (run_dir / "config.toml").is_file():
-            raise ConfigError(f"{run_dir}: no run to resume (config.toml missing)")
+        run = RunDir(runs_dir / args.name)
+        if not run.has_config():
+            raise ConfigError(f"{run}: no run to resume (config.toml missing)")
         overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
-        cfg = load_train_config(run_dir / "config.toml", overrides)
-        result = fit(cfg, run_dir, resume=True)
-        return _report(result, run_dir, args.json)
+        result = fit(load_train_config(run.config_path, overrides), run.path, resume=True)
+        return _report(result, run.path, args.json)
 
     model = args.model or args.default_model
     values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs, "seed": args.seed,

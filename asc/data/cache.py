@@ -39,6 +39,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
+import torch
+import torchaudio
 from tqdm import tqdm
 
 from asc.errors import DatasetError
@@ -356,8 +358,6 @@ class _Builder:
 
 
 def _worker_init() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -384,9 +384,6 @@ _RESAMPLERS: dict[tuple[int, int], object] = {}
 
 def _resample(audio: np.ndarray, orig: int, new: int) -> np.ndarray:
     """Resample ``[B, T]`` with torchaudio's windowed-sinc (same as ``torchaudio.functional.resample`` defaults)."""
-    import torch
-    import torchaudio
-
     if orig == new:
         return audio
     key = (orig, new)

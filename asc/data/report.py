@@ -11,6 +11,7 @@ from tqdm import tqdm
 from asc.data.layout import Layout, open_dataset
 from asc.errors import DatasetError
 from asc.fileio import save_figure, write_json
+from asc.plots import class_device_figure
 
 
 def dataset_report(root: str | Path | Layout, audio: bool = True, progress: bool = True) -> dict:
@@ -88,30 +89,9 @@ def format_report(report: dict) -> str:
 
 def write_report(report: dict, out: str | Path) -> list[Path]:
     """``out/data_report.json`` and ``out/data_report.png`` (clips per class in each split, stacked by device)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a folder; give a folder for the report")
     json_path = write_json(out / "data_report.json", report)
-    splits = report["splits"]
-    labels, devices = report["labels"], report["devices"]
-    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(3.2 * max(1, len(splits)), 4.2), sharey=False,
-                             squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for ax, (name, s) in zip(axes[0], splits.items()):
-        bottom = np.zeros(len(labels))
-        for j, dev in enumerate(devices):
-            values = np.array([s["class_device"][label][dev] for label in labels])
-            ax.bar(range(len(labels)), values, bottom=bottom, color=colours(j % 10), label=dev)
-            bottom += values
-        ax.set_title(f"{name} ({s['rows']})")
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-    axes[0][0].set_ylabel("clips")
-    axes[0][-1].legend(fontsize=7, title="device")
-    fig.tight_layout()
+    fig = class_device_figure(report["splits"], report["labels"], report["devices"])
     return [json_path, save_figure(fig, out / "data_report.png", dpi=110)]

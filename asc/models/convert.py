@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from asc.config import to_dict
+from asc.data.layout import TAU_SCENES
 from asc.errors import CheckpointError
 from asc.models.registry import get_spec, load_state_dict_strict, make_config, save_bundle
 
@@ -61,8 +62,6 @@ def convert(src: str | Path, model_name: str, overrides: dict[str, Any] | None =
 def convert_to_bundle(src: str | Path, model_name: str, out: str | Path, labels: list[str] | None = None,
                       overrides: dict[str, Any] | None = None) -> Path:
     """Write a model bundle of ``src`` loaded into ``model_name``; labels default to the 10 TAU scenes."""
-    from asc.data.layout import TAU_SCENES
-
     model, config = convert(src, model_name, overrides)
     labels = list(labels or TAU_SCENES)
     if len(labels) != config.n_classes:

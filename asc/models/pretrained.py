@@ -23,8 +23,10 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from asc.data.download import download, verify
 from asc.errors import CheckpointError
 from asc.fileio import file_digest, write_text
+from asc.models.registry import load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,6 @@ def pretrained_cache_dir(cache_dir: str | Path | None = None) -> Path:
 def fetch_pretrained(source: str | Path, sha256: str | None = None, cache_dir: str | Path | None = None,
                      progress: bool = True) -> tuple[Path, str]:
     """Resolve a source name, URL or local file to a verified local file; returns (path, its sha256)."""
-    from asc.data.download import download, verify
-
     text = str(source)
     named = pretrained_sources().get(text)
     if named is not None:
@@ -167,8 +167,6 @@ def load_pretrained(model: nn.Module, source: str | Path, sha256: str | None = N
     ``adapt_pretrained(state_dict) -> state_dict`` for layout changes (e.g. a shorter positional encoding). Any
     other missing, unexpected or mis-shaped key is a :class:`CheckpointError` that names them.
     """
-    from asc.models.registry import load_state_dict_strict
-
     path, digest = fetch_pretrained(source, sha256=sha256, cache_dir=cache_dir, progress=progress)
     state = map_keys(read_state_dict(path), key_map)
     adapt = getattr(model, "adapt_pretrained", None)

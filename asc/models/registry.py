@@ -19,7 +19,8 @@ from torch import nn
 
 from asc.config import from_dict, to_dict
 from asc.errors import CheckpointError, ConfigError
-from asc.fileio import torch_save
+from asc.frontend import build_frontend
+from asc.runs import BUNDLE_FORMAT, read_bundle, write_bundle
 
 FAMILY_MODULES = ("baseline24", "cpmobile", "cpresnet", "passt", "efficientat")
 
@@ -88,8 +89,6 @@ def build_model(name: str, overrides: dict[str, Any] | None = None, n_classes: i
 
 def build_frontend_for(name: str, overrides: dict[str, Any] | None = None) -> nn.Module:
     """The front end model ``name`` expects (with optional overrides of its config)."""
-    from asc.frontend import build_frontend
-
     spec = get_spec(name)
     return build_frontend(spec.frontend, {**spec.frontend_config, **(overrides or {})})
 
@@ -115,7 +114,7 @@ def bundle_dict(model: nn.Module, model_name: str, model_config: Any, labels: li
     spec = get_spec(model_name)
     cfg = to_dict(model_config) if dataclasses.is_dataclass(model_config) else dict(model_config)
     return {
-        "format": "asc.bundle/1",
+        "format": BUNDLE_FORMAT,
         "model_name": model_name,
         "model_config": cfg,
         "frontend_name": frontend_name or spec.frontend,
@@ -129,38 +128,14 @@ def bundle_dict(model: nn.Module, model_name: str, model_config: Any, labels: li
 def save_bundle(path: str | Path, model: nn.Module, model_name: str, model_config: Any, labels: list[str],
                 frontend_name: str | None = None, frontend_config: dict[str, Any] | None = None,
                 **extra: Any) -> Path:
-    return torch_save(bundle_dict(model, model_name, model_config, labels, frontend_name, frontend_config, **extra),
-                      path)
+    return write_bundle(bundle_dict(model, model_name, model_config, labels, frontend_name, frontend_config, **extra),
+                        path)
 
 
-def resolve_checkpoint(path: str | Path, which: str | None = None) -> Path:
-    """A run folder (``runs/<name>``) -> the checkpoint that is the run's model: ``checkpoints/best.pt`` where the
-    run selected an epoch on its validation set, else ``checkpoints/last.pt`` (``which`` = "last" or "best" asks for
-    that one); a file -> itself."""
-    path = Path(path)
-    if path.is_dir():
-        names = [which] if which else ["best", "last"]
-        for name in names:
-            candidate = path / "checkpoints" / f"{name}.pt"
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"{path}: no {' or '.join(f'checkpoints/{n}.pt' for n in names)} in this run folder")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    return path
-
-
-def load_bundle(path: str | Path, which: str | None = None) -> Bundle:
-    """Rebuild model and front end from a bundle file or a run folder (both in eval mode)."""
-    from asc.frontend import build_frontend
-
-    ckpt_path = resolve_checkpoint(path, which)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
-        raise CheckpointError(f"{ckpt_path}: not an asc model bundle (no format 'asc.bundle/1')")
+def load_bundle(path: str | Path, which: str = "model") -> Bundle:
+    """Rebuild model and front end from a bundle file or a run folder's checkpoint ``which`` (both in eval mode;
+    see :func:`asc.runs.resolve_checkpoint`)."""
+    ckpt_path, ckpt = read_bundle(path, which)
     # The bundle's weights replace any pretrained start point: rebuild without fetching it again.
     model_config = {**ckpt["model_config"], **({"pretrained": ""} if "pretrained" in ckpt["model_config"] else {})}
     cfg = from_dict(get_spec(ckpt["model_name"]).config_cls, model_config, where=f"{ckpt_path}:model_config")

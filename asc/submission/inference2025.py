@@ -9,6 +9,7 @@ from pathlib import Path
 
 from asc.complexity import check, count, frontend_input_size, load_budget
 from asc.fileio import write_json, write_text
+from asc.runs import resolve_checkpoint
 from asc.submission.package import PackageConfig, SubmissionError
 from asc.submission.runtime2025 import DEVICE_IDS_2025, get_model_for_device, load_model
 
@@ -103,8 +104,6 @@ def build_inference_package(cfg: PackageConfig, out_dir: str | Path, edition: st
         source = system_model(system)
         if str(source).endswith(".onnx"):
             raise SubmissionError(f"system {system.index}: {source}: the 2025 package needs a PyTorch run or bundle")
-        from asc.models.registry import resolve_checkpoint
-
         shutil.copyfile(resolve_checkpoint(source), pkg / "ckpts" / f"{label}_{system.index}.pt")
         write_text(pkg / f"{label}_{system.index}.py",
                    MODULE_TEMPLATE.format(label=label, index=system.index, name=system.name))

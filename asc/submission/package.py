@@ -16,9 +16,11 @@ from typing import Any
 
 import yaml
 
+from asc.complexity import count_source
 from asc.config import load_config
 from asc.data.layout import open_eval_set
 from asc.errors import AscError
+from asc.evaluate import evaluate
 from asc.fileio import atomic_path
 from asc.submission import rules as R
 from asc.submission.predict import predict_eval_set
@@ -89,8 +91,6 @@ def system_label(cfg: PackageConfig, system: SystemConfig) -> str:
 
 def dev_results(model_path: str, dev_data: str, labels: list[str], devices: list[str]) -> dict[str, Any]:
     """overall / class_wise / device_wise blocks (accuracy in percent, log loss) from the dev-test evaluation."""
-    from asc.evaluate import evaluate
-
     metrics = evaluate(model_path, dev_data, split="test", progress=False)
 
     def item(block: dict | None) -> dict[str, Any]:
@@ -108,8 +108,6 @@ def dev_results(model_path: str, dev_data: str, labels: list[str], devices: list
 
 def system_complexity(models: dict[str, str], precision: str) -> dict[str, int]:
     """The largest figures over the system's split models, as the official meta YAML reports them."""
-    from asc.complexity import count_source
-
     sizes, params, macs = [], [], []
     for path in models.values():
         for _, report in count_source(path):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from asc.data.dataset import ClipDataset
 from asc.data.layout import open_eval_set
 from asc.fileio import atomic_path
 from asc.inference import load_predictor, predict_batches
@@ -34,8 +35,6 @@ def predict_eval_set(model_path: str | Path, eval_root: str | Path, out: str | P
                      batch_size: int = 256, cache_dir: str | Path | None = None, num_workers: int = 0,
                      progress: bool = True) -> pd.DataFrame:
     """Predict every file of an evaluation set (a run, bundle or ONNX model); optionally write the output CSV."""
-    from asc.data.dataset import ClipDataset
-
     predictor = load_predictor(model_path)
     eval_set = open_eval_set(eval_root)
     devices = sorted({d for d in eval_set.files["device_id"] if d})

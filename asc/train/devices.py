@@ -12,16 +12,19 @@ compares general and specific model per device.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from asc.config import from_dict, read_toml, save_config, to_dict
+from asc.config import to_dict
 from asc.data.layout import natural_key, open_dataset
 from asc.errors import ConfigError
-from asc.fileio import torch_save, write_json
-from asc.models.registry import bundle_dict, load_bundle, resolve_checkpoint
+from asc.evaluate import evaluate
+from asc.fileio import write_json
+from asc.models.registry import bundle_dict, load_bundle
+from asc.runs import RunDir, write_bundle
 from asc.train.config import TrainConfig
 from asc.train.recipes import build_config
 from asc.train.trainer import fit
@@ -34,17 +37,21 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
                      resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Fine-tune the general model of ``run`` per training device; returns the summary written to
     ``OUT/finetune.json`` (``OUT`` defaults to ``<run>-devices`` beside the run)."""
-    from asc.evaluate import evaluate
-
-    run = Path(run)
-    config_path = run / "config.toml"
-    if not config_path.is_file():
+    run = RunDir(run)
+    if not run.has_config():
         raise ConfigError(f"{run}: not a training run folder (no config.toml); pass runs/<name> of `asc train`")
-    general_cfg = from_dict(TrainConfig, read_toml(config_path))
-    general_ckpt = resolve_checkpoint(run)
-    out_dir = Path(out_dir) if out_dir is not None else run.parent / f"{run.name}-devices"
-    if (out_dir / "checkpoints" / "last.pt").exists() and not resume:
-        raise ConfigError(f"{out_dir}: already holds a device fine-tuning result; pass --resume to redo missing "
+    general_cfg = run.read_config(TrainConfig)
+    general_ckpt = run.model_checkpoint()
+    out = RunDir(out_dir if out_dir is not None else run.path.parent / f"{run.name}-devices")
+    with out.lock():
+        return _finetune(run, general_cfg, general_ckpt, out, epochs, devices, overrides, resume, progress)
+
+
+def _finetune(run: RunDir, general_cfg: TrainConfig, general_ckpt: Path, out: RunDir, epochs: int | None,
+              devices: Sequence[str] | None, overrides: Sequence[str] | None, resume: bool,
+              progress: bool) -> dict[str, Any]:
+    if out.last_checkpoint.exists() and not resume:
+        raise ConfigError(f"{out}: already holds a device fine-tuning result; pass --resume to redo missing "
                           f"devices or choose another --out")
     layout = open_dataset(general_cfg.data)
     train_devices = sorted(set(layout.split(general_cfg.split)["device"]), key=natural_key)
@@ -59,24 +66,24 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
     state_dicts: dict[str, Any] = {}
     device_runs: dict[str, str] = {}
     for device in devices:
-        dev_dir = out_dir / "devices" / device
-        cfg = build_config(RECIPE, base=base, overrides=list(overrides or []), name=f"{out_dir.name}-{device}",
+        dev_run = out.device_run(device)
+        cfg = build_config(RECIPE, base=base, overrides=list(overrides or []), name=f"{out.name}-{device}",
                            init_from=str(general_ckpt), train_devices=[device], val_devices=[device],
                            epochs=epochs, validation={"fraction": 0.0, "select": "last", "patience": 0})
-        if not (resume and (dev_dir / "eval" / "test.json").is_file()):
-            fit(cfg, dev_dir, resume=resume)
-        state_dicts[device] = load_bundle(dev_dir).model.state_dict()
-        device_runs[device] = str(dev_dir)
+        if not (resume and dev_run.eval_paths("test")[0].is_file()):
+            fit(cfg, dev_run.path, resume=resume)
+        state_dicts[device] = load_bundle(dev_run.path).model.state_dict()
+        device_runs[device] = str(dev_run)
 
     general = load_bundle(general_ckpt)
-    torch_save(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
-                           general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
-                           device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg),
-                           selection={"checkpoint": "last", "selected_on": "last epoch of each device's fine-tuning",
-                                      "general": general.extra.get("selection")}),
-               out_dir / "checkpoints" / "last.pt")
-    save_config(base, out_dir / "config.toml")
-    specific = evaluate(out_dir, general_cfg.data, split="test", out_dir=out_dir / "eval",
+    write_bundle(bundle_dict(general.model, general.model_name, general.model_config, general.labels,
+                             general.frontend_name, general.frontend_config, device_state_dicts=state_dicts,
+                             device_runs=device_runs, general_run=str(run), train_config=to_dict(general_cfg),
+                             selection={"checkpoint": "last", "selected_on": "last epoch of each device's fine-tuning",
+                                        "general": general.extra.get("selection")}),
+                 out.last_checkpoint)
+    out.write_config(base)
+    specific = evaluate(out.path, general_cfg.data, split="test", out_dir=out.eval_dir,
                         batch_size=general_cfg.eval_batch_size, cache_dir=general_cfg.cache_dir or None,
                         progress=progress)
     general_eval = _general_metrics(run, general_cfg, progress)
@@ -88,20 +95,16 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
                            "n": specific["per_device"].get(d, {}).get("n", 0)}
                        for d in specific["per_device"]},
     }
-    write_json(out_dir / "finetune.json", summary)
+    write_json(out.summary_path("finetune"), summary)
     return summary
 
 
-def _general_metrics(run: Path, cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+def _general_metrics(run: RunDir, cfg: TrainConfig, progress: bool) -> dict[str, Any]:
     """The general model's dev-test metrics (from its run's eval/, computed if missing)."""
-    import json
-
-    from asc.evaluate import evaluate
-
-    path = run / "eval" / "test.json"
+    path, _ = run.eval_paths("test")
     if path.is_file():
         return json.loads(path.read_text())
-    return evaluate(run, cfg.data, split="test", batch_size=cfg.eval_batch_size,
+    return evaluate(run.path, cfg.data, split="test", batch_size=cfg.eval_batch_size,
                     cache_dir=cfg.cache_dir or None, progress=progress)
 
 

@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from torch.utils.data import DataLoader
 
+from asc.data.dataset import ClipDataset
+from asc.data.layout import open_dataset
 from asc.errors import DatasetError
 from asc.fileio import file_digest, write_bytes, write_json
+from asc.inference import load_predictor, predict_batches
+from asc.metrics import compute_metrics
 
 FORMAT = "asc.teacher_logits/1"
 
@@ -140,9 +145,6 @@ def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: st
     Returns the provenance: per teacher and for the ensemble, the metrics summary on ``report_split`` (dev-test),
     for the record only.
     """
-    from asc.data.layout import open_dataset
-    from asc.metrics import compute_metrics
-
     if not runs:
         raise TeacherLogitsError("teachers ensemble: name at least one teacher run")
     layout = open_dataset(data_root)
@@ -166,8 +168,6 @@ def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: st
 
 
 def _load_teacher(run: str | Path, labels: Sequence[str]):
-    from asc.inference import load_predictor
-
     predictor = load_predictor(run)
     if list(predictor.labels) != list(labels):
         raise TeacherLogitsError(f"{run}: teacher classes {predictor.labels} differ from the dataset's {list(labels)}")
@@ -175,11 +175,6 @@ def _load_teacher(run: str | Path, labels: Sequence[str]):
 
 
 def _predict_split(predictor, layout, split: str, batch_size: int, cache_dir, progress: bool):
-    from torch.utils.data import DataLoader
-
-    from asc.data.dataset import ClipDataset
-    from asc.inference import predict_batches
-
     dataset = ClipDataset.from_split(layout, split, cache_dir=cache_dir, progress=progress,
                                      sample_rate=getattr(predictor.frontend, "sample_rate", 32000))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)

@@ -1,4 +1,4 @@
-"""Named training recipes (DESIGN §5): presets of :class:`TrainConfig` values, applied before the user's TOML
+"""Named training recipes (docs/recipes.md): presets of :class:`TrainConfig` values, applied before the user's TOML
 file and ``-o key=value`` overrides.
 
 DIR augmentation needs a folder of impulse responses the user provides (``augment.dir_folder``); the recipes set

@@ -2,18 +2,20 @@
 
 ``fit(cfg, run_dir)`` trains ``cfg.model`` on ``cfg.split``; the run folder gets ``config.toml`` (fully resolved),
 ``metrics.jsonl`` (one JSON line per epoch), ``checkpoints/last.pt`` (every epoch, with the whole training state),
-``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate`.
+``learning_curve.png`` and finally ``eval/test.json`` from :func:`asc.evaluate.evaluate` (the layout is
+:class:`asc.runs.RunDir`'s; rank 0 holds the run folder's lock while it trains).
 
-Model selection never looks at the dev-test split: the run's model is its last epoch, or, with a validation set
-carved from the training split (``validation.fraction``, files listed in ``validation.csv``) and
+Model selection never looks at the dev-test split (:mod:`asc.train.selection`): the run's model is its last epoch,
+or, with a validation set carved from the training split (``validation.fraction``, files in ``validation.csv``) and
 ``validation.select = "best"``, the epoch with the best validation macro accuracy (``checkpoints/best.pt``). Every
-model bundle records how it was selected (``selection``), and ``eval/test.json`` repeats it. The dev-test split is
-read once, after training, for the final report.
+bundle records how it was selected (``selection``) and ``eval/test.json`` repeats it. The dev-test split is read
+once, after training, for the final report. Distillation uses stored teacher logits or teachers run online on the
+student's augmented batch (:mod:`asc.train.teaching`).
 
-Reproducibility and resume: the data order is a pure function of (seed, epoch) (:class:`EpochSampler`), and
-``last.pt`` holds model, optimiser, scheduler, grad-scaler and every process's RNG states at the end of an epoch.
-``fit(..., resume=True)`` continues from there (an epoch interrupted midway is redone from its start), so the result
-equals the uninterrupted run's.
+Reproducibility and resume: the data order is a pure function of (seed, epoch)
+(:class:`asc.train.distributed.EpochSampler`), and ``last.pt`` holds model, optimiser, scheduler, grad-scaler and
+every process's RNG states at the end of an epoch. ``fit(..., resume=True)`` continues from there (an epoch
+interrupted midway is redone from its start), so the result equals the uninterrupted run's.
 
 Multi-process training (``torchrun --nproc_per_node N``, i.e. WORLD_SIZE > 1): one process per device, gloo on CPU
 and nccl on CUDA, ``batch_size`` is the global batch, each process sees its shard of every epoch, rank 0 writes
@@ -26,71 +28,48 @@ quantization-aware training) or ``cfg.init_from`` (start from a trained bundle).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
-import os
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asc.augment import FreqMixStyle, build_augment, mix, mixup_params
-from asc.config import from_dict, read_toml, save_config, to_dict
+from asc.config import to_dict
+from asc.data.cache import load_cache
+from asc.data.dataset import ClipDataset
 from asc.data.layout import open_dataset
-from asc.data.splits import carve_validation
-from asc.errors import CheckpointError, ConfigError
-from asc.fileio import save_figure, torch_save, write_json, write_text
+from asc.errors import ConfigError
+from asc.evaluate import evaluate
+from asc.fileio import write_json, write_text
 from asc.frontend import build_frontend, frontend_config
-from asc.models.registry import Bundle, bundle_dict, get_spec, load_bundle, load_state_dict_strict, make_config
+from asc.metrics import compute_metrics
+from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.plots import plot_confusion, plot_learning_curve
+from asc.runs import RunDir, read_bundle, write_bundle
 from asc.train.config import TrainConfig
+from asc.train.distributed import (Dist, EpochSampler, init_distributed, resolve_device, rng_state, seed_everything,
+                                   set_rng_state)
+from asc.train.logits import TeacherLogits
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
+from asc.train.selection import (VALIDATION_FILE, check_validation, selection_record, training_tables,
+                                 validations_since)
+from asc.train.teaching import OnlineTeachers
 
 # Keys of TrainConfig that may change between an interrupted run and its resumption.
 RUNTIME_KEYS = ("progress", "num_workers", "device", "eval_batch_size", "cache_dir")
-
-
-class EpochSampler(Sampler[int]):
-    """Indices of one process's shard of an epoch: a permutation seeded by (seed, epoch) (or the identity), padded
-    by wrapping around to a multiple of ``world_size`` and dealt out round-robin (rank r gets positions r, r+W, …).
-    """
-
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def order(self) -> list[int]:
-        """The full (all ranks, padded) order of the current epoch."""
-        if self.shuffle:
-            g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.epoch))
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
-        total = math.ceil(self.n / self.world_size) * self.world_size
-        return (order * math.ceil(total / max(1, self.n)))[:total]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.rank::self.world_size])
-
-    def __len__(self) -> int:
-        return math.ceil(self.n / self.world_size)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch}
 
 
 @dataclass
@@ -117,6 +96,10 @@ class TrainerState:
     world_size: int = 1
     stop: bool = False
 
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
+
 
 class Callback:
     """Base class of training callbacks: override any of the hooks."""
@@ -138,99 +121,6 @@ def _call(callbacks: Sequence[Any], hook: str, state: TrainerState) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Distributed helpers
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def all_gather(self, obj: Any) -> list[Any]:
-        if not self.enabled:
-            return [obj]
-        out: list[Any] = [None] * self.world_size
-        dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast(self, obj: Any) -> Any:
-        if not self.enabled:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def sum(self, values: list[float], device: torch.device) -> list[float]:
-        if not self.enabled:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.tolist()
-
-
-def _init_distributed(device_pref: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    owns = False
-    if not dist.is_initialized():
-        use_cuda = device_pref != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        owns = True
-    return _Dist(rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
-
-
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU if CUDA is available, else CPU."""
-    if pref == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(pref)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {pref!r} requested but CUDA is not available; use device=auto or cpu")
-    return device
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Random state
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Configuration resolution
 
 
@@ -241,18 +131,12 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
         raise ConfigError(f"epochs, batch_size and eval_every must be >= 1 "
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_every})")
-    v = cfg.validation
-    if not 0.0 <= v.fraction < 1.0:
-        raise ConfigError(f"validation.fraction: expected a share of the training split in [0, 1), got {v.fraction}")
-    if v.fraction == 0 and (v.select == "best" or v.patience):
-        raise ConfigError("validation.select = \"best\" and validation.patience need a validation set carved from the "
-                          "training split: set validation.fraction (e.g. --val-split 0.2); the dev-test split is "
-                          "never used to select a model")
+    check_validation(cfg)
     if cfg.kd.teacher_logits and cfg.kd.teachers:
         raise ConfigError("kd: set either teacher_logits (a stored ensemble) or teachers (online), not both")
     model_name, model_cfg, frontend_name, fe_cfg = cfg.model, dict(cfg.model_config), None, dict(cfg.frontend)
     if cfg.init_from:
-        init = _read_bundle_header(cfg.init_from)
+        _, init = read_bundle(cfg.init_from)
         if cfg.model and cfg.model != init["model_name"]:
             raise ConfigError(f"init_from: {cfg.init_from} holds a {init['model_name']!r} model but model = "
                               f"{cfg.model!r}; drop the model setting or start from a matching bundle")
@@ -265,19 +149,6 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     frontend_name = frontend_name or spec.frontend
     full_fe = to_dict(frontend_config(frontend_name, {**spec.frontend_config, **fe_cfg}))
     return dataclasses.replace(cfg, model=model_name, model_config=full_model, frontend=full_fe)
-
-
-def _read_bundle_header(path: str | Path) -> dict[str, Any]:
-    from asc.models.registry import resolve_checkpoint
-
-    ckpt_path = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: cannot read checkpoint: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "asc.bundle/1":
-        raise CheckpointError(f"{ckpt_path}: not an asc model bundle")
-    return ckpt
 
 
 def _comparable(cfg: TrainConfig) -> dict[str, Any]:
@@ -298,74 +169,11 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 # Data
 
 
-def _only_devices(table, devices: Sequence[str], setting: str, where: str):
-    """Rows of ``devices`` (all rows when empty); ``setting`` and ``where`` name them in errors."""
-    if not devices:
-        return table
-    unknown = sorted(set(devices) - set(table["device"]))
-    if unknown:
-        raise ConfigError(f"{setting}: no clips of device(s) {', '.join(unknown)} in {where} "
-                          f"(devices there: {', '.join(sorted(set(table['device'])))})")
-    return table[table["device"].isin(list(devices))].reset_index(drop=True)
-
-
-def training_tables(layout, cfg: TrainConfig):
-    """(training rows, validation rows or None) of ``cfg``: the split's clips of ``train_devices``, less the
-    validation locations carved from them when ``validation.fraction`` > 0."""
-    table = _only_devices(layout.split(cfg.split), cfg.train_devices, "train_devices", f"split {cfg.split}")
-    if cfg.validation.fraction == 0:
-        return table, None
-    train, val = carve_validation(table, cfg.validation.fraction, cfg.validation.seed)
-    return train, _only_devices(val, cfg.val_devices, "val_devices", "the validation set")
-
-
-def _clip_dataset(layout, table, cfg: TrainConfig, sample_rate: int, transform=None):
-    from asc.data.cache import load_cache
-    from asc.data.dataset import ClipDataset
-
+def _clip_dataset(layout, table, cfg: TrainConfig, sample_rate: int, transform=None) -> ClipDataset:
     cache = load_cache(layout.root, table["filename"].tolist(), sample_rate=sample_rate,
                        cache_dir=cfg.cache_dir or None, progress=cfg.progress)
     return ClipDataset(table, cache, list(layout.labels), list(layout.devices), transform=transform,
                        cities=list(layout.cities))
-
-
-class OnlineTeachers:
-    """Teacher bundles run on the student's own augmented batch (consistent teaching), logits averaged.
-
-    Each teacher gets the same waveforms as the student (after DIR and roll), its own front end in eval mode, the
-    student's Freq-MixStyle draw and the same mixup weights; the teachers stay frozen in eval mode.
-    """
-
-    def __init__(self, sources: Sequence[str], labels: Sequence[str], sample_rate: int, device: torch.device,
-                 channels_last: bool):
-        self.bundles: list[Bundle] = []
-        for source in sources:
-            bundle = load_bundle(source)
-            if list(bundle.labels) != list(labels):
-                raise ConfigError(f"kd.teachers: {source} predicts {bundle.labels}, not the dataset's classes "
-                                  f"{list(labels)}")
-            rate = getattr(bundle.frontend, "sample_rate", sample_rate)
-            if rate != sample_rate:
-                raise ConfigError(f"kd.teachers: {source} expects {rate} Hz audio, the student {sample_rate} Hz")
-            bundle.model.to(device).eval().requires_grad_(False)
-            if channels_last:
-                bundle.model.to(memory_format=torch.channels_last)
-            bundle.frontend.to(device).eval()
-            self.bundles.append(bundle)
-        self.channels_last = channels_last
-
-    @torch.no_grad()
-    def logits(self, audio: torch.Tensor, mixstyle: FreqMixStyle, draw, mixup: tuple | None) -> torch.Tensor:
-        total = None
-        for b in self.bundles:
-            x = mixstyle.apply(b.frontend(audio), draw)
-            if mixup is not None:
-                x = mix(x, *mixup)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = b.model(x).float()
-            total = out if total is None else total + out
-        return total / len(self.bundles)
 
 
 def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -385,25 +193,26 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     from the registry; its state dict is what the checkpoints hold.
     """
     run_dir = Path(run_dir)
-    ddp = _init_distributed(cfg.device)
+    ddp = init_distributed(cfg.device)
     try:
-        return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+        with RunDir(run_dir).lock() if ddp.main else contextlib.nullcontext():
+            return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
     finally:
         if ddp.owns_group:
             dist.destroy_process_group()
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], given_model: nn.Module | None,
-         ddp: _Dist) -> dict[str, Any]:
+         ddp: Dist) -> dict[str, Any]:
     device = resolve_device(cfg.device, ddp.local_rank)
     layout = open_dataset(cfg.data)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
-    ckpt_path = run_dir / "checkpoints" / "last.pt"
-    checkpoint = _check_run_dir(cfg, run_dir, resume, ckpt_path)
+    run = RunDir(run_dir)
+    checkpoint = _check_run_dir(cfg, run, resume)
     if cfg.batch_size % ddp.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {ddp.world_size} processes")
 
-    init = _read_bundle_header(cfg.init_from) if cfg.init_from else None
+    init = read_bundle(cfg.init_from)[1] if cfg.init_from else None
     frontend_name = init["frontend_name"] if init else get_spec(cfg.model).frontend
 
     seed_everything(cfg.seed)
@@ -432,17 +241,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     sampler = EpochSampler(len(train_ds), cfg.seed, True, ddp.rank, ddp.world_size)
     loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
                         pin_memory=device.type == "cuda", drop_last=False)
-    val_loader = None
-    if val_ds is not None:
-        val_sampler = EpochSampler(len(val_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
-        val_loader = DataLoader(val_ds, batch_size=cfg.eval_batch_size, sampler=val_sampler,
-                                num_workers=cfg.num_workers)
+    val_loader = _eval_loader(val_ds, cfg, ddp) if val_ds is not None else None
     steps_per_epoch = len(loader)
 
     teacher = None
     if cfg.kd.teacher_logits:
-        from asc.train.logits import TeacherLogits
-
         store = TeacherLogits.load(cfg.kd.teacher_logits)
         store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
         teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
@@ -462,11 +265,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     # Distinct augmentation randomness per process, identical across runs.
     seed_everything(cfg.seed * 1000 + 1 + ddp.rank)
     if checkpoint is not None:
-        start_epoch = _restore(checkpoint, state, scaler, ddp, ckpt_path)
+        start_epoch = _restore(checkpoint, state, scaler, ddp, run.last_checkpoint)
     elif ddp.main:
-        save_config(cfg, run_dir / "config.toml")
+        run.write_config(cfg)
         if val_table is not None:
-            write_text(run_dir / VALIDATION_FILE, val_table[["filename", "scene_label"]].to_csv(
+            write_text(run.path / VALIDATION_FILE, val_table[["filename", "scene_label"]].to_csv(
                 sep="\t", index=False, lineterminator="\n"))
     ddp.barrier()
 
@@ -495,7 +298,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         if improved:
             state.best_metric, state.best_epoch = val["macro_accuracy"], epoch + 1
         patience = cfg.validation.patience
-        if val is not None and patience and _validations_since_best(state) >= patience:
+        if val is not None and patience and validations_since(state.history, state.best_epoch) >= patience:
             state.stop = True
             _log(ddp, f"early stop: no better validation macro accuracy in {patience} validation(s) since epoch "
                       f"{state.best_epoch}")
@@ -509,73 +312,42 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     result = _final_eval(state, ddp) if given_model is None else _final_eval_in_memory(state, layout, ddp)
     sel = result.get("selection") or {}
     _log(ddp, f"{run_dir}: model = epoch {sel.get('epoch', '?')} ({sel.get('selected_on', 'last epoch')}), dev-test "
-              f"macro accuracy {100 * result['macro_accuracy']:.2f} % ({run_dir / 'eval'})")
+              f"macro accuracy {100 * result['macro_accuracy']:.2f} % ({run.eval_dir})")
     return result
 
 
-VALIDATION_FILE = "validation.csv"
+def _eval_loader(dataset: ClipDataset, cfg: TrainConfig, ddp: Dist) -> DataLoader:
+    sampler = EpochSampler(len(dataset), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
+    return DataLoader(dataset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers)
 
 
-def selection_record(state: TrainerState, which: str) -> dict[str, Any]:
-    """How the bundle ``which`` ("last" or "best") was chosen; stored in the bundle, repeated in eval/test.json."""
-    v = state.cfg.validation
-    if which == "best":
-        out = {"checkpoint": "best", "epoch": state.best_epoch, "selected_on": "validation macro accuracy",
-               "validation_macro_accuracy": state.best_metric}
-    else:
-        out = {"checkpoint": "last", "epoch": state.epoch + 1, "selected_on": "last epoch"}
-    if v.fraction > 0:
-        out["validation"] = {"fraction": v.fraction, "seed": v.seed, "files": VALIDATION_FILE}
-    return out
-
-
-def _validations_since_best(state: TrainerState) -> int:
-    return sum(1 for r in state.history if "val_macro_accuracy" in r and r["epoch"] > state.best_epoch)
-
-
-def _final_eval(state: TrainerState, ddp: _Dist) -> dict[str, Any]:
+def _final_eval(state: TrainerState, ddp: Dist) -> dict[str, Any]:
     """``asc.evaluate`` of the run's model on the dev-test split (on rank 0; shared with the other ranks)."""
-    from asc.evaluate import evaluate
-
     cfg, result = state.cfg, None
     if ddp.main:
-        result = evaluate(state.run_dir, cfg.data, split="test", out_dir=state.run_dir / "eval",
+        result = evaluate(state.run_dir, cfg.data, split="test", out_dir=state.run.eval_dir,
                           batch_size=cfg.eval_batch_size, cache_dir=cfg.cache_dir or None, progress=cfg.progress)
     return ddp.broadcast(result)
 
 
-def _final_eval_in_memory(state: TrainerState, layout, ddp: _Dist) -> dict[str, Any]:
-    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the selected
-    weights scored in memory on the dev-test split, written like :func:`asc.evaluate.evaluate` does."""
-    from asc.evaluate import output_paths
-    from asc.metrics import plot_confusion
-
+def _final_eval_in_memory(state: TrainerState, layout, ddp: Dist) -> dict[str, Any]:
+    """For a network given to :func:`fit` (which the registry may not rebuild, e.g. QAT-prepared): the weights of
+    the run's model checkpoint scored in memory on the dev-test split, written like :func:`asc.evaluate.evaluate`."""
     cfg = state.cfg
-    which = "best" if cfg.validation.select == "best" and state.best_epoch else "last"
-    if which == "best":
-        best = torch.load(state.run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
-        state.model.load_state_dict(best["state_dict"])
-        selection = best["selection"]
-    else:
-        selection = selection_record(state, "last")
+    ckpt = read_bundle(state.run.model_checkpoint())[1]
+    state.model.load_state_dict(ckpt["state_dict"])
     test_ds = _clip_dataset(layout, layout.split("test"), cfg, state.frontend.sample_rate)
-    loader = DataLoader(test_ds, batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
-                        sampler=EpochSampler(len(test_ds), shuffle=False, rank=ddp.rank, world_size=ddp.world_size))
-    metrics = _validate(state.model, state.frontend, loader, test_ds, cfg, state.device, ddp)
+    metrics = _validate(state.model, state.frontend, _eval_loader(test_ds, cfg, ddp), test_ds, cfg, state.device,
+                        ddp)
     result = {"model": str(state.run_dir.resolve()), "model_name": cfg.model,
-              "data_root": str(Path(cfg.data).resolve()), "split": "test", "selection": selection, **metrics}
+              "data_root": str(Path(cfg.data).resolve()), "split": "test", "selection": ckpt.get("selection"),
+              **metrics}
     if ddp.main:
-        json_path, png_path = output_paths(state.run_dir / "eval", "test")
+        json_path, png_path = state.run.eval_paths("test")
         plot_confusion(metrics, png_path, title=f"{cfg.model} on test: macro accuracy "
                                                 f"{100 * metrics['macro_accuracy']:.2f} %")
         write_json(json_path, result)
     return result
-
-
-def _resume_note(start_epoch: int, epochs: int, stopped: bool) -> str:
-    if start_epoch >= epochs or stopped:
-        return f"; all {start_epoch} epochs were done already: evaluating only"
-    return f", resuming at epoch {start_epoch + 1}"
 
 
 def _validation_note(cfg: TrainConfig, val_ds) -> str:
@@ -594,6 +366,12 @@ def _teacher_note(cfg: TrainConfig) -> str:
     return ""
 
 
+def _resume_note(start_epoch: int, epochs: int, stopped: bool) -> str:
+    if start_epoch >= epochs or stopped:
+        return f"; all {start_epoch} epochs were done already: evaluating only"
+    return f", resuming at epoch {start_epoch + 1}"
+
+
 def _devices_note(devices: Sequence[str]) -> str:
     return f" of device {', '.join(devices)}" if devices else ""
 
@@ -605,30 +383,27 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return cls(params, lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
 
 
-def _check_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, ckpt_path: Path) -> dict | None:
+def _check_run_dir(cfg: TrainConfig, run: RunDir, resume: bool) -> dict | None:
     """The checkpoint to resume from (None = fresh start); refuses to overwrite a finished or running run."""
     if not resume:
-        if ckpt_path.exists() or (run_dir / "metrics.jsonl").exists():
-            raise ConfigError(f"{run_dir}: run folder already holds a run; resume it with --resume or choose "
+        if run.last_checkpoint.exists() or run.has_history():
+            raise ConfigError(f"{run}: run folder already holds a run; resume it with --resume or choose "
                               f"another --name")
         return None
-    saved = run_dir / "config.toml"
-    if saved.is_file():
-        before = _comparable(from_dict(TrainConfig, read_toml(saved)))
+    if run.has_config():
+        saved = run.config_path
+        before = _comparable(run.read_config(TrainConfig))
         now = _comparable(cfg)
         if before != now:
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise ConfigError(f"{saved}: the resumed run's config differs in {', '.join(diff)}; resume with the "
                               f"saved config (asc train --resume --name NAME) or start a new run")
-    if not ckpt_path.is_file():
+    if not run.last_checkpoint.is_file():
         return None
-    try:
-        return torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{ckpt_path}: cannot read the checkpoint to resume from: {e}") from None
+    return read_bundle(run.last_checkpoint)[1]
 
 
-def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) -> int:
+def _restore(ckpt: dict, state: TrainerState, scaler, ddp: Dist, path: Path) -> int:
     load_state_dict_strict(state.model, ckpt["state_dict"], str(path))
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
@@ -638,7 +413,7 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
     state.best_epoch = int(ckpt["best_epoch"])
     state.stop = bool(ckpt.get("stopped", False))
     epochs_done = int(ckpt["epoch"])
-    state.history = [r for r in _read_history(state.run_dir) if r["epoch"] <= epochs_done]
+    state.history = [r for r in state.run.read_history() if r["epoch"] <= epochs_done]
     rngs = ckpt["rng"]
     if len(rngs) == ddp.world_size:
         set_rng_state(rngs[ddp.rank])
@@ -648,15 +423,8 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: _Dist, path: Path) ->
     return epochs_done
 
 
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: FreqMixStyle,
-                 teacher: torch.Tensor | OnlineTeachers | None, scaler, use_amp: bool, ddp: _Dist,
+                 teacher: torch.Tensor | OnlineTeachers | None, scaler, use_amp: bool, ddp: Dist,
                  callbacks: Sequence[Any]) -> dict[str, float]:
     cfg, device = state.cfg, state.device
     net.train()
@@ -720,10 +488,8 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_
 
 @torch.no_grad()
 def _validate(model: nn.Module, frontend: nn.Module, loader: DataLoader, dataset, cfg: TrainConfig,
-              device: torch.device, ddp: _Dist) -> dict[str, Any]:
+              device: torch.device, ddp: Dist) -> dict[str, Any]:
     """Metrics on the validation split; each process predicts its shard, duplicates from padding are dropped."""
-    from asc.metrics import compute_metrics
-
     if ddp.enabled:  # BatchNorm statistics drift apart per process: evaluate rank 0's (= the checkpoint's)
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
@@ -756,7 +522,7 @@ def _epoch_line(record: dict[str, Any], epochs: int, improved: bool) -> str:
     return text + f" [{record['time_s']:.1f} s]"
 
 
-def _log(ddp: _Dist, message: str) -> None:
+def _log(ddp: Dist, message: str) -> None:
     if ddp.main:
         tqdm.write(message, file=sys.stderr)
 
@@ -769,40 +535,17 @@ def _bundle(state: TrainerState, **extra: Any) -> dict[str, Any]:
 
 def _write_epoch(state: TrainerState, record: dict[str, Any], val: dict[str, Any] | None, improved: bool,
                  scaler, rngs: list[dict[str, Any]], sampler: EpochSampler) -> None:
-    run_dir = state.run_dir
-    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
+    run = state.run
+    run.write_history(state.history)
     summary = {"epoch": record["epoch"], "step": state.step, "val_metrics": val}
-    if improved and state.cfg.validation.select == "best":
-        torch_save(_bundle(state, **summary, selection=selection_record(state, "best")),
-                   run_dir / "checkpoints" / "best.pt")
-    torch_save(_bundle(state, **summary, selection=selection_record(state, "last"),
-                       optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
-                       scaler=scaler.state_dict(), rng=rngs, sampler=sampler.state_dict(),
-                       best_metric=state.best_metric, best_epoch=state.best_epoch, stopped=state.stop),
-               run_dir / "checkpoints" / "last.pt")
-    plot_learning_curve(state.history, run_dir / "learning_curve.png", title=run_dir.name)
-
-
-def plot_learning_curve(history: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """Losses and accuracies per epoch (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    val = [r for r in history if "val_macro_accuracy" in r]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train loss")
-    ax_loss.plot([r["epoch"] for r in val], [r["val_loss"] for r in val], marker=".", label="val log loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.legend()
-    ax_acc.plot(epochs, [100 * r["train_accuracy"] for r in history], label="train accuracy")
-    ax_acc.plot([r["epoch"] for r in val], [100 * r["val_macro_accuracy"] for r in val], marker=".",
-                label="val macro accuracy")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("%")
-    ax_acc.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    cfg = state.cfg
+    if improved and cfg.validation.select == "best":
+        write_bundle(_bundle(state, **summary, selection=selection_record(cfg, "best", state.best_epoch,
+                                                                          state.best_metric)),
+                     run.best_checkpoint)
+    write_bundle(_bundle(state, **summary, selection=selection_record(cfg, "last", record["epoch"]),
+                         optimizer=state.optimizer.state_dict(), scheduler=state.scheduler.state_dict(),
+                         scaler=scaler.state_dict(), rng=rngs, sampler=sampler.state_dict(),
+                         best_metric=state.best_metric, best_epoch=state.best_epoch, stopped=state.stop),
+                 run.last_checkpoint)
+    plot_learning_curve(state.history, run.learning_curve_path, title=run.name)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
 
-from asc.complexity import count
+from asc.complexity.count import count
 from asc.frontend import input_shape
 from asc.models.registry import ModelSpec, build_frontend_for, build_model, get_spec, list_models
 
