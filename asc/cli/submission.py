@@ -32,8 +32,8 @@ def _package(args) -> int:
         return 0
     if args.out:
         cfg.out = args.out
-    path = build_package(cfg)
-    print(summary_json(path) if args.json else f"wrote {path} (validated: no problems)")
+    path = build_package(cfg, warn=lambda w: print(w, file=sys.stderr))
+    print(summary_json(path) if args.json else f"wrote {path} (validated: no errors)")
     return 0
 
 
@@ -71,7 +71,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--num-workers", type=int, default=0)
 
-    p = add_command(sub, "package", _package, "build (and validate) the DCASE 2024 submission zip",
+    p = add_command(sub, "package", _package,
+                    "build the DCASE 2024 submission zip or the DCASE 2025 inference package (refused with exit 1 "
+                    "when a system is over budget or the zip breaks an official rule)",
                     "asc package submissions/example.toml")
     p.add_argument("config", help="package TOML (see submissions/example.toml)")
     p.add_argument("--format", choices=["zip", "inference-2025"], default="zip",
