@@ -21,9 +21,10 @@ Conv / Gemm / MatMul / BatchNormalization (through DequantizeLinear for QDQ mode
 parameters), bytes from their stored dtypes, MACs from the shapes of ``onnx.shape_inference.infer_shapes``.
 
 Sources (:func:`count_source`): registry names (:func:`count_named`), run folders / bundle checkpoints, ONNX files
-(:func:`count_onnx`); other kinds (DCASE25 inference packages, one model per device) plug in with
-:func:`register_source`. Budgets live as data in ``complexity/<edition>.toml`` (:func:`load_budget`); :func:`check`
-lists the violations, :func:`check_source` does both for ``asc check-complexity``.
+(:func:`count_onnx`); other kinds (DCASE25 inference packages, one model per device: registered by
+``asc.submission.complexity2025``) plug in with :func:`register_source`. Budgets live as data in
+``complexity/<edition>.toml`` (:func:`load_budget`); :func:`check` lists the violations, :func:`check_source` does
+both for ``asc check-complexity``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import dataclasses
 import functools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -998,7 +998,7 @@ def count_source(spec: str, options: SourceOptions | None = None) -> list[tuple[
     """Count whatever ``spec`` names: a registered model, a run folder or bundle checkpoint, an ONNX file, or a kind
     added with :func:`register_source`. Returns ``[(device_id, report)]``."""
     options = options or SourceOptions()
-    for handler in (*_SOURCE_HANDLERS, _onnx_source, _package2025_source, _bundle_source, _registry_source):
+    for handler in (*_SOURCE_HANDLERS, _onnx_source, _bundle_source, _registry_source):
         result = handler(spec, options)
         if result is not None:
             return result
@@ -1028,33 +1028,6 @@ def _onnx_source(spec: str, options: SourceOptions):
         base = count_onnx(path).input_size
         input_size = (*base[:-1], options.frames)
     return [(None, count_onnx(path, input_size, options.precision))]
-
-
-def _package2025_source(spec: str, options: SourceOptions):
-    """A module of a DCASE 2025 inference package (``path/<Label>/<Label>_1.py`` or ``<Label>.<Label>_1``):
-    one report per device id, each on the network ``get_model_for_device`` returns."""
-    import importlib
-    import sys
-
-    path = Path(spec)
-    if path.suffix == ".py" and path.is_file():
-        sys.path.insert(0, str(path.resolve().parent.parent))
-        name = f"{path.resolve().parent.name}.{path.stem}"
-    elif re.fullmatch(r"[A-Za-z_][\w]*\.[A-Za-z_]\w*_task1_\d", spec):
-        name = spec
-    else:
-        return None
-    _no_overrides(spec, options)
-    from asc.submission.runtime2025 import DEVICE_IDS_2025
-
-    try:
-        module = importlib.import_module(name)
-    except ImportError as e:
-        raise ComplexityError(f"{spec}: cannot import inference module {name}: {e}") from None
-    model = module.load_model()
-    input_size = options.input_size or frontend_input_size(model.predictor.frontend, options.frames)
-    return [(device, count(module.get_model_for_device(model, device), input_size, options.precision,
-                           name=f"{name} [{device}]")) for device in DEVICE_IDS_2025]
 
 
 def _bundle_source(spec: str, options: SourceOptions):
