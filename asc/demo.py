@@ -27,7 +27,7 @@ from asc.report import build_report
 from asc.runs import RunDir
 from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
 from asc.submission.predict import predict_eval_set
-from asc.submission.validate import validate_zip
+from asc.submission.validate import errors, validate_zip
 from asc.train.logits import ensemble_teachers
 from asc.train.recipes import build_config, default_recipe
 from asc.train.trainer import fit
@@ -161,8 +161,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
                                   models={s: str(p) for s, p in students.items()}, precision="fp16",
                                   source_code="https://github.com/asc-toolkit/asc")],
             out=str(out / "submission" / "Demo_ASC_task1.zip"))
-        path = build_package(pcfg, progress=cfg.progress)
-        return path, validate_zip(path, rules_for(data / "eval", layout.labels))
+        path = build_package(pcfg, progress=cfg.progress, warn=log)
+        return path, errors(validate_zip(path, rules_for(data / "eval", layout.labels)))
 
     zip_path, problems = steps.run("build and validate the submission zip", package)
     report = build_report([teacher, plain, *students.values(), onnx], out / "report.html", progress=cfg.progress)

@@ -2,7 +2,9 @@
 
 
 class AscError(Exception):
-    """Base class for every error the toolkit reports to a user (CLI exit code 2)."""
+    """Base class for every error the toolkit reports to a user (CLI exit code ``exit_code``: 2, bad input)."""
+
+    exit_code = 2
 
 
 class DatasetError(AscError):

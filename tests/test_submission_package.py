@@ -1,8 +1,7 @@
-"""Building submissions from trained models: the 2024 zip (validated, atomic) and the 2025 inference package."""
+"""Building the DCASE 2024 submission zip from trained models: validated, atomic, official complexity figures in the
+meta YAML (also for INT8 ONNX systems), over-budget systems and foreign class lists refused.
+(The 2025 inference package: tests/test_inference2025.py.)"""
 
-import os
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -13,10 +12,9 @@ import yaml
 from asc.data.layout import open_dataset, open_eval_set
 from asc.models.registry import build_model, make_config, save_bundle
 from asc.submission import rules as R
-from asc.submission.inference2025 import build_inference_package
-from asc.submission.package import (Author, PackageConfig, SubmissionError, SystemConfig, build_package,
-                                    rules_for)
-from asc.submission.predict import predict_eval_set
+from asc.cli import main as cli_main
+from asc.submission.package import (Author, PackageConfig, SubmissionError, SubmissionRejected, SystemConfig,
+                                    build_package, rules_for)
 from asc.submission.validate import validate_zip
 
 
@@ -76,46 +74,55 @@ def test_missing_split_model_is_an_error(synth_data, bundle, tmp_path):
         build_package(cfg, progress=False)
 
 
-def test_inference_2025_package_installs_and_predicts_like_asc_predict(synth_data, bundle, tmp_path):
-    folder = build_inference_package(config(synth_data, bundle, tmp_path), tmp_path / "build")
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(folder)], check=True)
-    assert (target / "Doe_TUW_task1" / "ckpts" / "Doe_TUW_task1_1.pt").is_file()
-    eval_set = open_eval_set(synth_data.eval)
-    files = [str(synth_data.eval / f) for f in eval_set.files["filename"][:6]]
-    devices = ["a", "b", "unknown", "b", "s9", "c"]
-    script = (
-        "import json, sys, torch\n"
-        "from Doe_TUW_task1 import Doe_TUW_task1_1 as m\n"
-        "files, devices = json.loads(sys.argv[1]), json.loads(sys.argv[2])\n"
-        "logits, classes = m.predict(files, devices, use_cuda=False)\n"
-        "model = m.load_model()\n"
-        "assert m.get_model_for_device(model, 'b') is not m.get_model_for_device(model, 'a')\n"
-        "print(json.dumps({'logits': torch.stack(logits).tolist(), 'classes': classes}))\n")
-    import json
+def test_int8_onnx_system_reports_the_official_unfused_figures(synth_data, tmp_path):
+    from asc.export import export_onnx
 
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    result = subprocess.run([sys.executable, "-c", script, json.dumps(files), json.dumps(devices)], env=env,
-                            capture_output=True, text=True, check=True, cwd=tmp_path)
-    got = json.loads(result.stdout.strip().splitlines()[-1])
-    assert got["classes"] == open_dataset(synth_data.dev).labels
-    probs = np.exp(np.array(got["logits"]))
-    probs /= probs.sum(axis=1, keepdims=True)
-    # asc predict on the same files with the same device routing
-    subset = tmp_path / "subset"
-    (subset / "evaluation_setup").mkdir(parents=True)
-    (subset / "audio").symlink_to(synth_data.eval / "audio")
-    pd.DataFrame({"filename": eval_set.files["filename"][:6], "device_id": devices}).to_csv(
-        subset / "evaluation_setup" / "fold1_test.csv", sep="\t", index=False)
-    table = predict_eval_set(bundle, subset, progress=False)
-    np.testing.assert_allclose(probs, table[got["classes"]].to_numpy(), atol=1e-5)
-    report = json.loads((folder / "Doe_TUW_task1" / "complexity.json").read_text())["Doe_TUW_task1_1"]
-    assert set(report) == {"a", "b", "c", *(f"s{i}" for i in range(1, 11)), "unknown"}
-    assert all(r["within_budget"] for r in report.values())
-    checked = subprocess.run([sys.executable, "-m", "asc", "check-complexity",
-                              str(target / "Doe_TUW_task1" / "Doe_TUW_task1_1.py"), "--edition", "dcase2025",
-                              "--precision", "fp16", "--json"], capture_output=True, text=True, cwd=tmp_path)
-    assert checked.returncode == 0, checked.stderr
-    per_device = json.loads(checked.stdout)
-    assert "s10" in json.dumps(per_device) and "unknown" in json.dumps(per_device)
+    labels = open_dataset(synth_data.dev).labels
+    bundle = tmp_path / "b24.pt"
+    save_bundle(bundle, build_model("baseline24", n_classes=len(labels)), "baseline24",
+                make_config("baseline24", n_classes=len(labels)), labels)
+    onnx = export_onnx(bundle, tmp_path / "b24.int8.onnx", precision="int8", data_root=synth_data.dev,
+                       n_calibration=16)
+    cfg = config(synth_data, bundle, tmp_path)
+    cfg.systems[0].models = {s: str(onnx) for s in R.SPLITS}
+    cfg.systems[0].precision = "int8"
+    path = build_package(cfg, progress=False)
+    with zipfile.ZipFile(path) as z:
+        text = z.read("task1/Doe_TUW_task1_1/Doe_TUW_task1_1.meta.yaml").decode()
+    complexity = yaml.safe_load(text)["system"]["complexity"]
+    assert complexity == {"total_model_size": 61_148, "total_parameters": 61_148, "macs": 29_419_156}
+    graph = [line for line in text.splitlines() if "# splits 5, 10, 25, 50, 100: ONNX graph (BatchNorm folded)" in line]
+    assert len(graph) == 1 and "29,419,156 MACs" not in graph[0]  # the graph's own figures, beside the official
+    assert validate_zip(path, rules_for(synth_data.eval)) == []
+
+
+def test_over_budget_system_is_refused_with_the_checkers_message(synth_data, tmp_path, capsys):
+    cpmobile = tmp_path / "cpmobile.pt"
+    save_bundle(cpmobile, build_model("cpmobile"), "cpmobile", make_config("cpmobile"), list(R.TAU_SCENES))
+    cfg = config(synth_data, cpmobile, tmp_path)
+    with pytest.raises(SubmissionRejected, match=r"split 5 .*253,904 bytes at fp16 exceed the dcase2024 limit of "
+                                                 r"128,000 bytes.*only when quantized to int8"):
+        build_package(cfg, progress=False)
+    assert not any(tmp_path.glob("*.zip*"))
+    toml = tmp_path / "package.toml"
+    toml.write_text(f'lastname = "Doe"\ninstitute = "TUW"\neval_set = "{synth_data.eval}"\n'
+                    f'dev_data = "{synth_data.dev}"\n[[systems]]\nindex = 1\nname = "x"\nabbreviation = "x"\n'
+                    f'models = {{ {", ".join(f"{chr(34)}{s}{chr(34)} = {chr(34)}{cpmobile}{chr(34)}" for s in R.SPLITS)} }}\n')
+    assert cli_main(["package", str(toml)]) == 1
+    assert "over the dcase2024 budget" in capsys.readouterr().err
+
+
+def test_classes_are_the_official_scenes_in_official_order(synth_data, tmp_path):
+    from asc.submission.package import _ordered, official_labels
+    from asc.submission.predict import output_table
+
+    reversed_scenes = list(reversed(R.TAU_SCENES))
+    table = output_table(["audio/0.wav"], np.zeros((1, 10)), reversed_scenes)
+    assert list(_ordered(table, list(R.TAU_SCENES), "x").columns) == ["filename", "scene_label", *R.TAU_SCENES]
+    custom = PackageConfig(labels=["dog", "cat"])
+    assert official_labels(custom) == ["dog", "cat"] and official_labels(PackageConfig()) == list(R.TAU_SCENES)
+    foreign = tmp_path / "foreign.pt"
+    save_bundle(foreign, build_model("baseline24", {"base_channels": 8}, n_classes=10), "baseline24",
+                make_config("baseline24", {"base_channels": 8}, n_classes=10), [*R.TAU_SCENES[:-1], "beach"])
+    with pytest.raises(SubmissionRejected, match="not the submission's classes"):
+        build_package(config(synth_data, foreign, tmp_path), progress=False)

@@ -2,7 +2,7 @@
 
 Each module in this package defines ``register(subparsers)`` adding its verbs; each verb's handler takes the parsed
 arguments and returns an exit code. Errors derived from :class:`asc.errors.AscError` become one clear line on
-stderr and exit code 2.
+stderr and their ``exit_code`` (2: bad input; 1: a challenge rule is broken, e.g. a submission over budget).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except AscError as e:
         print(f"asc {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"asc {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -32,30 +32,34 @@ def _package(args) -> int:
         return 0
     if args.out:
         cfg.out = args.out
-    path = build_package(cfg)
-    print(summary_json(path) if args.json else f"wrote {path} (validated: no problems)")
+    path = build_package(cfg, warn=lambda w: print(w, file=sys.stderr))
+    print(summary_json(path) if args.json else f"wrote {path} (validated: no errors)")
     return 0
 
 
 def _validate(args) -> int:
+    from asc.complexity import load_budget
     from asc.submission import rules as R
     from asc.submission.package import rules_for
-    from asc.submission.validate import validate_zip
+    from asc.submission.validate import errors, validate_zip
 
     if not Path(args.zip).is_file():
         raise AscError(f"{args.zip}: submission zip not found")
     labels = args.labels.split(",") if args.labels else None
     rules = rules_for(args.eval_set, labels) if args.eval_set else R.SubmissionRules(
         eval_files=R.official_2024_eval_files(), labels=labels or list(R.TAU_SCENES))
-    problems = validate_zip(args.zip, rules)
+    problems = validate_zip(args.zip, rules, load_budget(args.edition))
+    n_errors = len(errors(problems))
     if args.json:
-        print(json.dumps({"zip": args.zip, "valid": not problems,
-                          "problems": [vars(p) for p in problems]}, indent=2))
+        print(json.dumps({"zip": args.zip, "valid": not n_errors, "errors": n_errors,
+                          "warnings": len(problems) - n_errors, "problems": [vars(p) for p in problems]}, indent=2))
     else:
         for p in problems:
             print(p, file=sys.stderr)
-        print(f"{args.zip}: " + ("valid" if not problems else f"{len(problems)} problem(s)"))
-    return 0 if not problems else 1
+        verdict = "valid" if not n_errors else f"INVALID: {n_errors} error(s)"
+        print(f"{args.zip}: {verdict}" + (f", {len(problems) - n_errors} warning(s)" if len(problems) > n_errors
+                                         else ""))
+    return 0 if not n_errors else 1
 
 
 def register(sub) -> None:
@@ -67,7 +71,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--num-workers", type=int, default=0)
 
-    p = add_command(sub, "package", _package, "build (and validate) the DCASE 2024 submission zip",
+    p = add_command(sub, "package", _package,
+                    "build the DCASE 2024 submission zip or the DCASE 2025 inference package (refused with exit 1 "
+                    "when a system is over budget or the zip breaks an official rule)",
                     "asc package submissions/example.toml")
     p.add_argument("config", help="package TOML (see submissions/example.toml)")
     p.add_argument("--format", choices=["zip", "inference-2025"], default="zip",
@@ -77,9 +83,12 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_overrides(p)
 
-    p = add_command(sub, "validate-submission", _validate, "check a submission zip against the official rules",
+    p = add_command(sub, "validate-submission", _validate,
+                    "check a submission zip: errors (official rules; exit 1) and warnings (sanity checks)",
                     "asc validate-submission submissions/Doe_TUW_task1.zip --eval-set data/eval")
     p.add_argument("zip")
     p.add_argument("--eval-set", help="evaluation-set folder (default: the official 2024 list 0…135729.wav)")
     p.add_argument("--labels", help="comma-separated class list (default: the 10 TAU scenes)")
+    p.add_argument("--edition", default="dcase2024", help="budget the reported complexity is compared with "
+                                                          "(warnings; default dcase2024)")
     p.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ The rules themselves are written down in ``docs/complexity.md``.
 
 from asc.complexity.budgets import (BUDGET_DIR, DEFAULT_EDITION, Budget, Violation, budget_advice, check,
                                     fitting_precisions, list_budgets, load_budget, memory_advice, resolve_precision)
-from asc.complexity.count import count, count_named, frontend_input_size, split_overrides
+from asc.complexity.count import count, count_named, frontend_input_size, split_overrides, torch_threads
 from asc.complexity.onnx_graph import count_onnx
 from asc.complexity.report import BYTES_PER_PARAM, PRECISIONS, ComplexityError, ComplexityReport, LayerRow
 from asc.complexity.sources import SourceHandler, SourceOptions, count_source, register_source
@@ -29,5 +29,5 @@ __all__ = [
     "ComplexityReport", "LayerRow", "ModelCheck", "SourceHandler", "SourceOptions", "Violation", "budget_advice",
     "check", "check_source", "count", "count_named", "count_onnx", "count_source", "fitting_precisions",
     "frontend_input_size", "list_budgets", "load_budget", "memory_advice", "register_source", "resolve_precision",
-    "split_overrides",
+    "split_overrides", "torch_threads",
 ]

@@ -39,14 +39,15 @@ def _single_threaded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        with _torch_threads(1):
+        with torch_threads(1):
             return fn(*args, **kwargs)
 
     return wrapper
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op threads (the previous setting is restored)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from asc.data.layout import TAU_DEVICES, TAU_SCENES
+
 SPLITS = ("5", "10", "25", "50", "100")
-LABEL_PATTERN = re.compile(r"^(?P<lastname>[A-Za-z][A-Za-z-]*)_(?P<institute>[A-Za-z0-9-]+)_task1_(?P<index>[1-4])$")
 
 SUBMISSION_FIELDS = ("label", "name", "abbreviation", "authors")
 AUTHOR_FIELDS = ("lastname", "firstname", "email", "affiliation")
