@@ -38,7 +38,7 @@ def register(sub) -> None:
     p = add_command(splits_sub, "fetch", _fetch, "download the official split files into ROOT/splits/ (verified)",
                     "asc data splits fetch /data/TAU-urban-acoustic-scenes-2022-mobile-development")
     p.add_argument("root", help="dataset folder; files go to ROOT/splits/")
-    p.add_argument("--manifest", default="dcase2024", help="manifest name in data_splits/ or a .toml path")
+    p.add_argument("--manifest", default="dcase2024", help="packaged manifest name (dcase2024) or a .toml path")
     p.add_argument("--base-url", help="fetch from here instead of the manifest's URL (http(s)://, file:// or a folder)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
