@@ -61,8 +61,8 @@ def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--data", metavar="ROOT", help="dataset root in the TAU layout")
     p.add_argument("--split", help="training split: 5, 10, 25, 50, 100")
     p.add_argument("--model", help=f"model name (default {default_model}; see `asc models list`)")
-    p.add_argument("--recipe", help="named recipe: baseline24, cpmobile23_kd, passt_teacher, cpresnet_teacher, "
-                                    "device_finetune (default: the model's own)")
+    p.add_argument("--recipe", metavar="NAME|FILE",
+                   help="recipe name (`asc recipes list`) or a recipe TOML file (default: the model's own)")
     p.add_argument("--config", metavar="FILE", help="TOML file of TrainConfig values (applied after the recipe)")
     p.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
