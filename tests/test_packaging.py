@@ -88,7 +88,7 @@ def test_version_comes_from_the_distribution(capsys):
 
 
 def test_every_packaged_data_file_is_read_through_importlib_resources():
-    kinds = {"complexity": 4, "data_splits": 1, "recipes": 3, "teachers": 2, "tune": 1}
+    kinds = {"complexity": 4, "data_splits": 1, "recipes": 3, "teachers": 2, "tune": 1, "datasets": 3}
     for kind, at_least in kinds.items():
         names = resources.names(kind)
         assert len(names) >= at_least, (kind, names)
