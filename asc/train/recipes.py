@@ -23,6 +23,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "epochs": 150, "batch_size": 256,
         "augment": {"mixstyle_p": 0.4, "mixstyle_alpha": 0.3, "roll_samples": 3200, "dir_p": 0.0, "mixup_alpha": 0.0},
     },
+    # The default distillation recipe: the DCASE24 baseline student and schedule, mixup, and knowledge distillation
+    # from teachers run online on every augmented batch (asc distill --teachers RUN...; docs/recipes.md).
+    "baseline24_kd": {
+        "model": "baseline24",
+        "optim": {"name": "adamw", "lr": 5e-3, "weight_decay": 1e-4},
+        "schedule": {"name": "cosine", "warmup_steps": 2000},
+        "epochs": 150, "batch_size": 256,
+        "augment": {"mixstyle_p": 0.4, "mixstyle_alpha": 0.3, "roll_samples": 3200, "dir_p": 0.0, "mixup_alpha": 0.3},
+        "kd": {"lam": 0.02, "temperature": 2.0},
+    },
     # CPJKU DCASE 2023 CP-Mobile student trained with knowledge distillation.
     "cpmobile23_kd": {
         "model": "cpmobile",
@@ -59,6 +69,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "augment": {"mixstyle_p": 0.0, "roll_samples": 3200, "dir_p": 0.0, "mixup_alpha": 0.0},
     },
 }
+
+DISTILL_RECIPE = "baseline24_kd"  # what `asc distill` trains when neither --recipe nor --model is given
 
 # Default recipe per model when none is named.
 MODEL_RECIPES = {"baseline24": "baseline24", "cpmobile": "cpmobile23_kd", "passt": "passt_teacher",
