@@ -23,6 +23,8 @@ from asc.train.config import TrainConfig
 
 RECIPE_KINDS = ("recipes", "teachers")  # packaged folders, searched in this order
 
+DISTILL_RECIPE = "baseline24_kd"  # what `asc distill` trains when neither --recipe nor --model is given
+
 # Default recipe per model when none is named.
 MODEL_RECIPES = {"baseline24": "baseline24", "cpmobile": "cpmobile23_kd", "passt": "passt_teacher",
                  "cpresnet": "cpresnet_teacher"}
