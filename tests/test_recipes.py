@@ -19,7 +19,8 @@ TINY = ["model_config.base_channels=8", "batch_size=16", "eval_batch_size=64", "
 
 
 def test_packaged_recipes_are_toml_files_in_the_config_schema():
-    assert list_recipes() == ["baseline24", "cpmobile23_kd", "device_finetune", "cpresnet_teacher", "passt_teacher"]
+    assert list_recipes() == ["baseline24", "baseline24_kd", "cpmobile23_kd", "device_finetune", "cpresnet_teacher",
+                              "passt_teacher"]
     assert resources.names("teachers") == ["cpresnet_teacher", "passt_teacher"]
     for name in list_recipes():
         recipe = load_recipe(name)
