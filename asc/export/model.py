@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from asc.accel import resolve
 from asc.export.calibration import (CALIBRATION_METHODS, calibration_logmels, file_waveforms, quantize_int8,
                                     split_waveforms)
 from asc.export.checks import TOLERANCES, ExportCheck, run_checks
@@ -71,10 +72,11 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
                  with_frontend: bool = False, data_root: str | Path | None = None,
                  calibration_files: Sequence[str] | None = None, check_split: str = "test",
                  n_check: int = N_REAL_CHECK, cache_dir: str | Path | None = None, strict: bool = True,
-                 seed: int = 0) -> ExportReport:
+                 seed: int = 0, device: str = "auto") -> ExportReport:
     """Export a run folder, bundle file or :class:`~asc.models.registry.Bundle` to ONNX; see :func:`export_onnx`.
 
-    Returns the :class:`ExportReport` (also written as JSON beside ``out``). With ``strict`` a fp32/fp16 file that
+    The front end of the calibration and check clips runs on ``device``; the PyTorch reference the file is checked
+    against stays on the CPU in float32 (as ONNX Runtime runs the file). Returns the :class:`ExportReport` (also written as JSON beside ``out``). With ``strict`` a fp32/fp16 file that
     differs from PyTorch beyond tolerance is an :class:`ExportError` and nothing is written.
     """
     if precision not in PRECISIONS:
@@ -90,13 +92,14 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
     model, frontend = bundle.model.eval(), bundle.frontend.eval()
     shape = input_shape(frontend)
     what = f"model {bundle.model_name} ({source})"
+    accel = resolve(device, "off")
 
     # Real clips: calibration (INT8) and the check inputs.
     calib_logmel = None
     calib_info = None
     if precision == "int8":
         if calibration is not None:
-            calib_logmel = calibration_logmels(calibration, frontend, shape, n_calibration)
+            calib_logmel = calibration_logmels(calibration, frontend, shape, n_calibration, accel=accel)
             calib_source = "given array"
         elif data_root is None:
             raise ExportError("INT8 needs calibration clips: pass data_root (a dataset in the TAU layout; "
@@ -104,12 +107,13 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
         elif calibration_files is not None:
             waves = file_waveforms(data_root, list(calibration_files)[:n_calibration], frontend.sample_rate,
                                    cache_dir)
-            calib_logmel = calibration_logmels(waves, frontend, shape, None, "calibration_files")
+            calib_logmel = calibration_logmels(waves, frontend, shape, None, "calibration_files", accel)
             calib_source = f"{len(waves)} listed files of {data_root}"
         else:
             waves = split_waveforms(data_root, calibration_split, n_calibration, frontend.sample_rate, seed,
                                     cache_dir)
-            calib_logmel = calibration_logmels(waves, frontend, shape, None, f"{data_root} split {calibration_split}")
+            calib_logmel = calibration_logmels(waves, frontend, shape, None, f"{data_root} split {calibration_split}",
+                                               accel)
             calib_source = f"{data_root} split{calibration_split}"
         calib_info = {"n": len(calib_logmel), "method": calibration_method, "source": calib_source,
                       "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel"}
@@ -122,7 +126,7 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
             real_waves = array[:n_check].astype(np.float32)
     real_logmel = None
     if real_waves is not None:
-        real_logmel = calibration_logmels(real_waves, frontend, shape, None, "check set")
+        real_logmel = calibration_logmels(real_waves, frontend, shape, None, "check set", accel)
     elif calib_logmel is not None:
         real_logmel = calib_logmel[:n_check]
     rng = np.random.default_rng(seed)
