@@ -360,25 +360,63 @@ def test_teacher_ensemble_and_distill_via_cli(trained_run, synth_data, tmp_path,
     assert "a logit store" in capsys.readouterr().err
 
 
-def test_online_teachers_see_the_students_augmented_batch(trained_run):
-    """Consistent teaching: the teacher gets the student's Freq-MixStyle draw and mixup on its own features."""
-    from asc.augment import FreqMixStyle, freq_mixstyle, mix, mixup_params
+def test_online_teachers_see_the_students_augmented_batch(trained_run, synth_data, tmp_path, monkeypatch):
+    """Consistent teaching: the teacher gets the student's waveforms after DIR and roll, the student's Freq-MixStyle
+    draw and mixup on its own features; in the trainer, exactly what the augmentation pipeline gave the student."""
+    import soundfile as sf
+
+    from asc.accel import CPU
+    from asc.augment import FreqMixStyle, TrainAugment, freq_mixstyle, mix, mixup_params
+    from asc.models.registry import build_model, make_config, save_bundle
     from asc.train.trainer import OnlineTeachers
 
     run_dir, _ = trained_run
-    bundle = load_bundle(run_dir)
-    teachers = OnlineTeachers([str(run_dir), str(run_dir / "checkpoints" / "last.pt")], bundle.labels, 32000,
-                              torch.device("cpu"), channels_last=False)
-    audio = torch.randn(6, 32000, generator=torch.Generator().manual_seed(1))
+    trained = load_bundle(run_dir)
+    fresh = tmp_path / "fresh.pt"  # a second teacher whose logits depend strongly on its input
+    torch.manual_seed(0)
+    save_bundle(fresh, build_model("baseline24", {"base_channels": 8}, n_classes=10).eval(), "baseline24",
+                make_config("baseline24", {"base_channels": 8}, n_classes=10), trained.labels)
+    other = load_bundle(fresh)
+    teachers = OnlineTeachers([str(run_dir), str(fresh)], trained.labels, 32000, CPU, channels_last=False)
+    g = torch.Generator().manual_seed(1)  # clips of different spectra: tones of several pitches and levels in noise
+    tone = torch.sin(2 * torch.pi * (torch.rand(6, 1, generator=g) * 4000 + 50) * torch.arange(32000) / 32000)
+    audio = torch.rand(6, 1, generator=g) * tone + torch.rand(6, 1, generator=g) * 0.1 * torch.randn(6, 32000,
+                                                                                                   generator=g)
     fms = FreqMixStyle(p=1.0, alpha=0.3, generator=torch.Generator().manual_seed(2)).train()
     draw = fms.sample(6)
     mixup = mixup_params(6, 0.3, torch.Generator().manual_seed(3))
     with torch.no_grad():
-        expected = bundle.model(mix(freq_mixstyle(bundle.frontend(audio), *draw), *mixup))
-        plain = bundle.model(bundle.frontend(audio))
+        expected = sum(b.model(mix(freq_mixstyle(b.frontend(audio), *draw), *mixup)) for b in (trained, other)) / 2
+        plain = sum(b.model(b.frontend(audio)) for b in (trained, other)) / 2
     got = teachers.logits(audio, fms, draw, mixup)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # two identical teachers: their mean
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # the mean of the two teachers
     assert not torch.allclose(got, plain, atol=1e-3)
+
+    # In the training loop: the teachers get the very objects the pipeline made for the student.
+    irs = tmp_path / "irs"
+    irs.mkdir()
+    sf.write(irs / "ir.wav", np.r_[1.0, np.zeros(99), -0.5].astype(np.float32), 32000)
+    made, taught = [], []
+    original_call, original_logits = TrainAugment.__call__, OnlineTeachers.logits
+
+    def call(self, audio, devices):
+        made.append(original_call(self, audio, devices))
+        return made[-1]
+
+    def logits(self, audio, mixstyle, draw, mixup):
+        taught.append((audio, mixstyle, draw, mixup))
+        return original_logits(self, audio, mixstyle, draw, mixup)
+
+    monkeypatch.setattr(TrainAugment, "__call__", call)
+    monkeypatch.setattr(OnlineTeachers, "logits", logits)
+    cfg = tiny_config(synth_data.dev, epochs=1, split="25", extra=[
+        "augment.mixup_alpha=0.3", "augment.dir_p=1.0", f"augment.dir_folder=\"{irs}\"", "augment.dir_devices=[\"a\"]"])
+    cfg.kd.teachers = [str(run_dir)]
+    fit(cfg, tmp_path / "kd-online")
+    assert len(made) == len(taught) == 2
+    for batch, (audio, mixstyle, draw, mixup) in zip(made, taught):
+        assert audio is batch.audio and draw is batch.mixstyle and mixup is batch.mixup and mixup is not None
+        assert mixstyle.p == 1.0
 
 
 def _free_port() -> int:

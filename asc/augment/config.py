@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asc.errors import ConfigError
@@ -15,6 +15,7 @@ FRONTEND_DEFAULTS: dict[str, dict[str, int]] = {
     "passt": {"fmin_aug_range": 1, "fmax_aug_range": 1000, "freq_mask": 48, "time_mask": 20},
 }
 JITTER_FRONTENDS = ("cpjku23", "passt")  # front ends whose mel band can be jittered
+OFF = {"fmin_aug_range": 1, "fmax_aug_range": 1, "freq_mask": 0, "time_mask": 0}
 
 
 @dataclass
@@ -42,8 +43,8 @@ class AugmentConfig:
 
 def resolve_augment(cfg: AugmentConfig, frontend: str, model_defaults: dict[str, Any] | None = None) -> AugmentConfig:
     """``cfg`` with the unset settings filled from the front end's and model's recipe, checked: what will run."""
-    defaults = {**FRONTEND_DEFAULTS.get(frontend, {}), **(model_defaults or {})}
-    filled = {f.name: defaults.get(f.name, 0) for f in fields(cfg) if getattr(cfg, f.name) is None}
+    defaults = {**OFF, **FRONTEND_DEFAULTS.get(frontend, {}), **(model_defaults or {})}
+    filled = {key: value for key, value in defaults.items() if getattr(cfg, key) is None}
     out = replace(cfg, **filled)
     check_augment(out, frontend)
     return out

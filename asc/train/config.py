@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from asc.augment import AugmentConfig
-from asc.config import load_config
+from asc.config import apply_overrides, from_dict, merge, read_toml, to_dict
+from asc.frontend import MOVED_TO_AUGMENT
 
 
 @dataclass
@@ -84,20 +85,38 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     epochs: int = 150
     batch_size: int = 256  # global batch (split over DDP processes)
-    eval_batch_size: int = 256
-    num_workers: int = 0
+    eval_batch_size: int = 0  # clips per validation batch; 0 = the device's default
+    num_workers: int = 0  # loader processes (a loader only slices the memory-mapped cache)
     seed: int = 0
     grad_clip: float = 0.0  # max gradient norm; 0 = off
-    amp: bool = False  # float16 autocast + grad scaling; CUDA only (ignored on CPU)
     channels_last: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     eval_every: int = 1  # validate every N epochs (and after the last) when there is a validation set
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ... (asc.accel)
+    autocast: str = "auto"  # auto (bf16 on a GPU that supports it, else fp16; off on the CPU), off, bf16, fp16
+    compile: bool = False  # torch.compile the network (opt-in: benchmarks/device_throughput.py measures it)
     progress: bool = True  # tqdm progress bars
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written before masking and band jitter moved to ``augment`` and ``amp`` became ``autocast``, in
+    today's keys (run folders of older versions resume and report as they ran)."""
+    data = dict(data)
+    frontend = dict(data.get("frontend") or {})
+    moved = {k: frontend.pop(k) for k in MOVED_TO_AUGMENT if k in frontend}
+    if moved:
+        data["frontend"] = frontend
+        data["augment"] = {**moved, **(data.get("augment") or {})}
+    if "amp" in data:
+        data.setdefault("autocast", "fp16" if data.pop("amp") else "off")
+    return data
 
 
 def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None,
                       base: TrainConfig | None = None) -> TrainConfig:
-    """Defaults (or ``base``) <- TOML file <- dotted overrides."""
-    return load_config(TrainConfig, path, overrides, base=base)
+    """Defaults (or ``base``) <- TOML file (:func:`migrate`-d) <- dotted overrides."""
+    data = to_dict(base if base is not None else TrainConfig())
+    if path is not None:
+        data = merge(data, migrate(read_toml(path)))
+    return from_dict(TrainConfig, apply_overrides(data, overrides))

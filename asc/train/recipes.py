@@ -1,8 +1,10 @@
 """Named training recipes (docs/recipes.md): presets of :class:`TrainConfig` values, applied before the user's TOML
 file and ``-o key=value`` overrides.
 
-DIR augmentation needs a folder of impulse responses the user provides (``augment.dir_folder``); the recipes set
-only its probability.
+DIR augmentation needs a folder of impulse responses the user provides (``augment.dir_folder``, ``--dirs``); the
+recipes set only its probability, and a recipe with ``dir_p`` > 0 refuses to train without the folder (or with
+``-o augment.dir_p=0``). Masking and band jitter not named here are the model's front-end recipe
+(``asc.augment.FRONTEND_DEFAULTS``), resolved into ``config.toml``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from asc.config import apply_overrides, from_dict, merge, read_toml, to_dict
 from asc.errors import ConfigError
-from asc.train.config import TrainConfig
+from asc.train.config import TrainConfig, migrate
 
 RECIPES: dict[str, dict[str, Any]] = {
     # DCASE 2024 Task 1 baseline (also the DCASE 2025 general model).
@@ -90,6 +92,6 @@ def build_config(recipe: str | None = None, config_file: str | Path | None = Non
     if recipe:
         data = merge(data, {**get_recipe(recipe), "recipe": recipe})
     if config_file is not None:
-        data = merge(data, read_toml(config_file))
+        data = merge(data, migrate(read_toml(config_file)))
     data = merge(data, {k: v for k, v in values.items() if v is not None})
     return from_dict(TrainConfig, apply_overrides(data, overrides))
