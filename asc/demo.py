@@ -28,7 +28,7 @@ from asc.runs import RunDir
 from asc.submission.package import Author, PackageConfig, SystemConfig, build_package, rules_for
 from asc.submission.predict import predict_eval_set
 from asc.submission.validate import errors, validate_zip
-from asc.train.logits import ensemble_teachers
+from asc.train.ensemble import ensemble_teachers
 from asc.train.recipes import build_config, default_recipe
 from asc.train.trainer import fit
 
@@ -82,8 +82,8 @@ def _train(cfg: DemoConfig, runs: Path, name: str, model: str, split: str, steps
     epochs = max(1, math.ceil(steps / math.ceil(clips / cfg.batch_size)))
     overrides = ["schedule.name=\"cosine\"", f"schedule.warmup_steps={cfg.warmup_steps}", f"optim.lr={cfg.lr}",
                  "optim.name=\"adamw\"", f"eval_every={max(1, epochs // cfg.evaluations)}"]
-    if cfg.dirs:
-        overrides.append(f"augment.dir_folder={json.dumps(cfg.dirs)}")
+    # DIR runs where impulse responses are given; without them the recipes' DIR is switched off, and recorded so
+    overrides.append(f"augment.dir_folder={json.dumps(cfg.dirs)}" if cfg.dirs else "augment.dir_p=0.0")
     train_cfg = build_config(default_recipe(model), None, overrides, name=name, model=model, split=split,
                              data=str(Path(cfg.out, "data", "dev").resolve()), epochs=epochs,
                              batch_size=cfg.batch_size, seed=cfg.seed, progress=cfg.progress)

@@ -31,7 +31,8 @@ from asc.evaluate import evaluate
 from asc.export import export_model
 from asc.fileio import save_figure, write_json, write_text
 from asc.plots import split_accuracy_figure
-from asc.train.logits import TeacherLogits, ensemble_teachers
+from asc.train.ensemble import ensemble_teachers
+from asc.train.logits import TeacherLogits
 from asc.train.recipes import build_config, get_recipe
 from asc.train.trainer import fit
 
@@ -115,9 +116,6 @@ def _train_run(run_dir: Path, recipe: str, cfg: ExperimentConfig, split: str, se
     augment = {"dir_folder": cfg.dirs} if cfg.dirs else None
     train_cfg = build_config(recipe, overrides=[*cfg.overrides, *overrides], data=str(cfg.data), split=split,
                              seed=seed, name=f"{run_dir.parent.name}-{run_dir.name}", progress=cfg.progress, augment=augment, kd=kd)
-    if train_cfg.augment.dir_p > 0 and not train_cfg.augment.dir_folder:
-        raise ConfigError(f"recipe {recipe} uses DIR augmentation (dir_p {train_cfg.augment.dir_p}): pass the "
-                          f"impulse responses (--dirs FOLDER) or switch it off (-o augment.dir_p=0)")
     return fit(train_cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file())
 
 

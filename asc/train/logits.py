@@ -4,6 +4,7 @@ A store is one ``.logits`` file (NumPy ``.npz`` content, written atomically) plu
 (``<path>.json``). It carries the *dataset fingerprint* (SHA-256 over ``meta.csv`` and the covered file list) so
 that logits computed for one dataset are never used with another, and its provenance (teacher runs and their
 dev-test accuracies). Students look logits up by file name (:meth:`TeacherLogits.for_files`), never by position.
+:mod:`asc.train.ensemble` computes stores.
 """
 
 from __future__ import annotations
@@ -17,14 +18,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
 from asc.errors import DatasetError
 from asc.fileio import file_digest, write_bytes, write_json
-from asc.inference import load_predictor, predict_batches
-from asc.metrics import compute_metrics
 
 FORMAT = "asc.teacher_logits/1"
 
@@ -134,56 +130,3 @@ class TeacherLogits:
 def sidecar_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".json")
-
-
-def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: str | Path, split: str = "100",
-                      report_split: str = "test", batch_size: int = 256, cache_dir: str | Path | None = None,
-                      progress: bool = True) -> dict[str, Any]:
-    """Compute every teacher's logits once on the un-augmented clips of ``split`` (all training clips by default, so
-    any smaller split can use them), average them, and save the store to ``out`` with fingerprint and provenance.
-
-    Returns the provenance: per teacher and for the ensemble, the metrics summary on ``report_split`` (dev-test),
-    for the record only.
-    """
-    if not runs:
-        raise TeacherLogitsError("teachers ensemble: name at least one teacher run")
-    layout = open_dataset(data_root)
-    teachers, train_sum, val_sum, val_ref = [], None, None, None
-    for run in runs:
-        predictor = _load_teacher(run, layout.labels)
-        train_logits, train_ds = _predict_split(predictor, layout, split, batch_size, cache_dir, progress)
-        val_logits, val_ds = _predict_split(predictor, layout, report_split, batch_size, cache_dir, progress)
-        metrics = compute_metrics(val_logits, val_ds.label_array, val_ds.device_names, layout.labels)
-        teachers.append({"run": str(Path(run).resolve()), "model": predictor.name, **_brief(metrics)})
-        train_sum = train_logits if train_sum is None else train_sum + train_logits
-        val_sum = val_logits if val_sum is None else val_sum + val_logits
-        val_ref, filenames = val_ds, train_ds.filenames
-    ensemble = compute_metrics(val_sum / len(runs), val_ref.label_array, val_ref.device_names, layout.labels)
-    provenance = {"split": str(split), "report_split": str(report_split),
-                  "data_root": str(Path(data_root).resolve()),
-                  "teachers": teachers, "ensemble": _brief(ensemble), "combine": "mean of logits"}
-    store = TeacherLogits.for_dataset(layout.root, filenames, train_sum / len(runs), layout.labels, provenance)
-    store.save(out)
-    return store.provenance
-
-
-def _load_teacher(run: str | Path, labels: Sequence[str]):
-    predictor = load_predictor(run)
-    if list(predictor.labels) != list(labels):
-        raise TeacherLogitsError(f"{run}: teacher classes {predictor.labels} differ from the dataset's {list(labels)}")
-    return predictor
-
-
-def _predict_split(predictor, layout, split: str, batch_size: int, cache_dir, progress: bool):
-    dataset = ClipDataset.from_split(layout, split, cache_dir=cache_dir, progress=progress,
-                                     sample_rate=getattr(predictor.frontend, "sample_rate", 32000))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    logits = predict_batches(predictor, loader, total=len(loader), desc=f"{predictor.name} on split {split}",
-                             progress=progress)
-    return logits.astype(np.float64), dataset
-
-
-def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"macro_accuracy": metrics["macro_accuracy"], "accuracy": metrics["accuracy"],
-            "log_loss": metrics["log_loss"],
-            "per_device_accuracy": {d: m["accuracy"] for d, m in metrics["per_device"].items()}}
