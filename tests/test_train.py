@@ -287,6 +287,30 @@ def test_given_model_and_callbacks(synth_data, tmp_path):
     assert saved["n"] == 40 and saved["macro_accuracy"] == pytest.approx(result["macro_accuracy"])
 
 
+class OutputDtypes(Callback):
+    """The dtype of every output of the network being trained."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_start(self, state):
+        state.model.register_forward_hook(lambda module, inputs, output: self.seen.append(output.dtype))
+
+
+def test_mixed_precision_training_with_grad_scaler(synth_data, tmp_path):
+    """Autocast requested on the CPU: the network runs in fp16 under a grad scaler (checkpointed), losses stay
+    finite and the run reports like any other."""
+    dtypes = OutputDtypes()
+    cfg = tiny_config(synth_data.dev, epochs=1, split="25", extra=['autocast="fp16"'])
+    fit(cfg, tmp_path / "fp16", callbacks=[dtypes])
+    assert dtypes.seen and set(dtypes.seen) == {torch.float16}
+    ckpt = torch.load(tmp_path / "fp16" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["scaler"]["scale"] > 0  # the scaler ran
+    record = json.loads((tmp_path / "fp16" / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(record["train_loss"])
+    assert read_toml(tmp_path / "fp16" / "config.toml")["autocast"] == "fp16"
+
+
 class SimulatedCrash(Exception):
     pass
 
