@@ -42,12 +42,14 @@ Log = Callable[[str], None]
 @dataclass
 class ArmConfig:
     """One recipe of the comparison. ``teach``: ``online`` (the split's teachers run on every augmented batch),
-    ``stored`` (their averaged logits, computed once) or ``none``."""
+    ``stored`` (their averaged logits, computed once) or ``none``. ``splits``: only these of the experiment's
+    splits (e.g. an ablation measured on one split; empty = all)."""
 
     name: str = ""
     recipe: str = "baseline24"
     teach: Literal["none", "online", "stored"] = "none"
     overrides: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class ExperimentConfig:
     overrides: list[str] = field(default_factory=list)  # applied to every student and teacher run
     int8: bool = True  # export every student to INT8 ONNX and score it
     edition: str = "dcase2024"  # complexity budget of the table
+    device: str = "auto"  # where every run trains and every model is scored (asc.accel)
+    autocast: str = "auto"  # mixed precision of the PyTorch runs
     progress: bool = True
 
 
@@ -98,6 +102,10 @@ def _checked(cfg: ExperimentConfig) -> ExperimentConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"experiment: arm names must differ, got {names}")
     arms = [dataclasses.replace(a, name=n) for a, n in zip(cfg.arms, names)]
+    for arm in arms:
+        if arm.splits and not set(arm.splits) & set(cfg.splits):
+            raise ConfigError(f"experiment: arm {arm.name} runs on splits {arm.splits}, none of the experiment's "
+                              f"{cfg.splits}")
     layout = open_dataset(cfg.data)
     for split in [*cfg.splits, *([cfg.teacher.split] if cfg.teacher.split else [])]:
         layout.split_path(split)  # an error naming the missing split file
@@ -115,7 +123,8 @@ def _train_run(run_dir: Path, recipe: str, cfg: ExperimentConfig, split: str, se
         return json.loads(done.read_text())
     augment = {"dir_folder": cfg.dirs} if cfg.dirs else None
     train_cfg = build_config(recipe, overrides=[*cfg.overrides, *overrides], data=str(cfg.data), split=split,
-                             seed=seed, name=f"{run_dir.parent.name}-{run_dir.name}", progress=cfg.progress, augment=augment, kd=kd)
+                             seed=seed, name=f"{run_dir.parent.name}-{run_dir.name}", progress=cfg.progress,
+                             device=cfg.device, autocast=cfg.autocast, augment=augment, kd=kd)
     return fit(train_cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file())
 
 
@@ -134,7 +143,8 @@ def _teachers(cfg: ExperimentConfig, out: Path, split: str, log: Log) -> tuple[l
     if store.is_file():
         provenance = TeacherLogits.load(store, dataset_root=cfg.data).provenance
     else:
-        provenance = ensemble_teachers(runs, cfg.data, store, split=tsplit, progress=cfg.progress)
+        provenance = ensemble_teachers(runs, cfg.data, store, split=tsplit, progress=cfg.progress, device=cfg.device,
+                                       autocast=cfg.autocast)
     return runs, store, provenance
 
 
@@ -145,8 +155,9 @@ def _int8(run: Path, cfg: ExperimentConfig, split: str) -> dict[str, Any]:
     if done.is_file():
         return json.loads(done.read_text())
     if not onnx.is_file():
-        export_model(run, onnx, precision="int8", data_root=cfg.data, calibration_split=split)
-    return evaluate(onnx, cfg.data, split="test", out_dir=run / "export" / "eval", progress=cfg.progress)
+        export_model(run, onnx, precision="int8", data_root=cfg.data, calibration_split=split, device=cfg.device)
+    return evaluate(onnx, cfg.data, split="test", out_dir=run / "export" / "eval", progress=cfg.progress,
+                    device=cfg.device)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> dict[str, Any]:
@@ -154,18 +165,18 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
     cfg = _checked(cfg)
     out = Path(out)
     write_text(out / "experiment.json", json.dumps(to_dict(cfg), indent=2) + "\n")
-    teaching = any(a.teach != "none" for a in cfg.arms)
-    total = len(cfg.arms) * len(cfg.splits) * cfg.seeds
+    total = sum(len(_arm_splits(a, cfg)) for a in cfg.arms) * cfg.seeds
     results: dict[str, Any] = {"config": to_dict(cfg), "arms": {}, "teachers": {}}
     n = 0
     for split in cfg.splits:
+        arms = [a for a in cfg.arms if split in _arm_splits(a, cfg)]
         teacher_runs, store = [], None
-        if teaching:
+        if any(a.teach != "none" for a in arms):
             teacher_runs, store, provenance = _teachers(cfg, out, split, log)
             results["teachers"][split] = {"split": cfg.teacher.split or split, "runs": [str(r) for r in teacher_runs],
                                           **provenance["ensemble"],
                                           "members": [m["macro_accuracy"] for m in provenance["teachers"]]}
-        for arm in cfg.arms:
+        for arm in arms:
             kd = None
             if arm.teach == "online":
                 kd = {"teachers": [str(r) for r in teacher_runs], "teacher_logits": ""}
@@ -181,7 +192,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
                                                                   if int8 else ""))
                 results["arms"].setdefault(arm.name, {}).setdefault(split, []).append(
                     {"run": str(run), "seed": seed, **_brief(metrics), "int8": _brief(int8) if int8 else None})
-    results["complexity"] = {arm.name: _complexity(out / "runs" / arm.name / f"split{cfg.splits[0]}-seed0",
+    results["complexity"] = {arm.name: _complexity(out / "runs" / arm.name / f"split{_arm_splits(arm, cfg)[0]}-seed0",
                                                    cfg.edition) for arm in cfg.arms}
     results["table"] = summarise(results, cfg)
     write_json(out / "results.json", results)
@@ -190,6 +201,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
     plot_accuracy_vs_split(results, cfg, out / "accuracy_vs_split.png")
     log(text)
     return results
+
+
+def _arm_splits(arm: ArmConfig, cfg: ExperimentConfig) -> list[str]:
+    return [s for s in cfg.splits if not arm.splits or s in arm.splits]
 
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def test_prepare_keeps_state_dict_and_strip_restores_float():
         simulated = model.eval()(x)
     error = (simulated - reference).abs().max()
     assert 0 < error < 0.25 * reference.abs().max(), "fake INT8 is close to, but not the same as, float"
-    assert (simulated.argmax(1) == reference.argmax(1)).float().mean() >= 0.75
+    # the fake-INT8 logits follow the float ones (a random network's top classes are near ties: their agreement over
+    # 8 clips would measure float noise, not the quantizer)
+    assert torch.corrcoef(torch.stack([simulated.flatten(), reference.flatten()]))[0, 1] > 0.9
 
     strip_qat(model)
     assert not any(isinstance(m, (QATConv2d, FreezableBatchNorm2d, ActivationFakeQuant)) for m in model.modules())

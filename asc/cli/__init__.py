@@ -12,6 +12,7 @@ import importlib
 import pkgutil
 import sys
 
+from asc import DISTRIBUTION, __version__
 from asc.errors import AscError
 
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Low-complexity acoustic scene classification: data, teachers, students, budget, INT8, submissions.",
         epilog="Start with `asc demo`; every verb has --help with an example.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
