@@ -22,6 +22,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
+from asc.config import bounded
 from asc.errors import ConfigError, DatasetError
 
 WaveformHook = Callable[[torch.Tensor, dict], torch.Tensor]
@@ -216,13 +217,13 @@ class DeviceImpulseResponse:
 class AugmentConfig:
     """Augmentation settings of a training run (defaults: the DCASE24 baseline recipe, DIR off)."""
 
-    mixstyle_p: float = 0.4  # 0 disables Freq-MixStyle
-    mixstyle_alpha: float = 0.3
-    dir_p: float = 0.6
+    mixstyle_p: float = bounded(0.4, ge=0, le=1)  # 0 disables Freq-MixStyle
+    mixstyle_alpha: float = bounded(0.3, gt=0)
+    dir_p: float = bounded(0.6, ge=0, le=1)
     dir_folder: str | None = None  # folder of impulse responses; None disables DIR
     dir_devices: list[str] = field(default_factory=lambda: ["a"])
-    roll_samples: int = 3200  # ±0.1 s at 32 kHz; 0 disables the time roll
-    mixup_alpha: float = 0.0  # 0 disables mixup (applied by the training loop via mixup())
+    roll_samples: int = bounded(3200, ge=0)  # ±0.1 s at 32 kHz; 0 disables the time roll
+    mixup_alpha: float = bounded(0.0, ge=0)  # 0 disables mixup (applied by the training loop via mixup())
 
 
 def build_augment(cfg: AugmentConfig, device_names: Sequence[str],

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset
 
 from asc.data.cache import AudioCache, load_cache
-from asc.data.layout import EvalSet, Layout, open_dataset, open_eval_set
+from asc.data.layout import EvalSet, Layout, open_eval_set
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 Transform = Callable[[torch.Tensor, dict], torch.Tensor]

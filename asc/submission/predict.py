@@ -10,7 +10,7 @@ import torch
 
 from asc.data.dataset import ClipDataset
 from asc.data.layout import open_eval_set
-from asc.fileio import atomic_path
+from asc.fileio import atomic_path, check_writable
 from asc.inference import load_predictor, predict_batches
 from asc.metrics import softmax
 from asc.submission.rules import eval_basename
@@ -35,6 +35,8 @@ def predict_eval_set(model_path: str | Path, eval_root: str | Path, out: str | P
                      batch_size: int = 256, cache_dir: str | Path | None = None, num_workers: int = 0,
                      progress: bool = True) -> pd.DataFrame:
     """Predict every file of an evaluation set (a run, bundle or ONNX model); optionally write the output CSV."""
+    if out is not None:
+        check_writable(out, "output CSV")
     predictor = load_predictor(model_path)
     eval_set = open_eval_set(eval_root)
     devices = sorted({d for d in eval_set.files["device_id"] if d})
