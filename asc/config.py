@@ -11,9 +11,11 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import tomllib
 import types
 import typing
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -170,10 +172,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def read_toml(path: str | Path | Traversable) -> dict[str, Any]:
+    """A TOML file (a path, or a packaged file from :mod:`asc.resources`) as a dict."""
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path
     try:
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None

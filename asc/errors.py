@@ -20,7 +20,7 @@ class CheckpointError(AscError):
 
 
 class MissingDependencyError(AscError):
-    """An optional extra (e.g. ``asc[passt]``) is needed but not installed."""
+    """An optional extra (e.g. ``dcase-asc[passt]``) is needed but not installed."""
 
 
 def first_lines(error: BaseException, n: int = 2, root_cause: bool = False) -> str:

@@ -42,12 +42,14 @@ Log = Callable[[str], None]
 @dataclass
 class ArmConfig:
     """One recipe of the comparison. ``teach``: ``online`` (the split's teachers run on every augmented batch),
-    ``stored`` (their averaged logits, computed once) or ``none``."""
+    ``stored`` (their averaged logits, computed once) or ``none``. ``splits``: only these of the experiment's
+    splits (e.g. an ablation measured on one split; empty = all)."""
 
     name: str = ""
     recipe: str = "baseline24"
     teach: Literal["none", "online", "stored"] = "none"
     overrides: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +100,10 @@ def _checked(cfg: ExperimentConfig) -> ExperimentConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"experiment: arm names must differ, got {names}")
     arms = [dataclasses.replace(a, name=n) for a, n in zip(cfg.arms, names)]
+    for arm in arms:
+        if arm.splits and not set(arm.splits) & set(cfg.splits):
+            raise ConfigError(f"experiment: arm {arm.name} runs on splits {arm.splits}, none of the experiment's "
+                              f"{cfg.splits}")
     layout = open_dataset(cfg.data)
     for split in [*cfg.splits, *([cfg.teacher.split] if cfg.teacher.split else [])]:
         layout.split_path(split)  # an error naming the missing split file
@@ -159,18 +165,18 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
     cfg = _checked(cfg)
     out = Path(out)
     write_text(out / "experiment.json", json.dumps(to_dict(cfg), indent=2) + "\n")
-    teaching = any(a.teach != "none" for a in cfg.arms)
-    total = len(cfg.arms) * len(cfg.splits) * cfg.seeds
+    total = sum(len(_arm_splits(a, cfg)) for a in cfg.arms) * cfg.seeds
     results: dict[str, Any] = {"config": to_dict(cfg), "arms": {}, "teachers": {}}
     n = 0
     for split in cfg.splits:
+        arms = [a for a in cfg.arms if split in _arm_splits(a, cfg)]
         teacher_runs, store = [], None
-        if teaching:
+        if any(a.teach != "none" for a in arms):
             teacher_runs, store, provenance = _teachers(cfg, out, split, log)
             results["teachers"][split] = {"split": cfg.teacher.split or split, "runs": [str(r) for r in teacher_runs],
                                           **provenance["ensemble"],
                                           "members": [m["macro_accuracy"] for m in provenance["teachers"]]}
-        for arm in cfg.arms:
+        for arm in arms:
             kd = None
             if arm.teach == "online":
                 kd = {"teachers": [str(r) for r in teacher_runs], "teacher_logits": ""}
@@ -186,7 +192,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
                                                                   if int8 else ""))
                 results["arms"].setdefault(arm.name, {}).setdefault(split, []).append(
                     {"run": str(run), "seed": seed, **_brief(metrics), "int8": _brief(int8) if int8 else None})
-    results["complexity"] = {arm.name: _complexity(out / "runs" / arm.name / f"split{cfg.splits[0]}-seed0",
+    results["complexity"] = {arm.name: _complexity(out / "runs" / arm.name / f"split{_arm_splits(arm, cfg)[0]}-seed0",
                                                    cfg.edition) for arm in cfg.arms}
     results["table"] = summarise(results, cfg)
     write_json(out / "results.json", results)
@@ -195,6 +201,10 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> 
     plot_accuracy_vs_split(results, cfg, out / "accuracy_vs_split.png")
     log(text)
     return results
+
+
+def _arm_splits(arm: ArmConfig, cfg: ExperimentConfig) -> list[str]:
+    return [s for s in cfg.splits if not arm.splits or s in arm.splits]
 
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:

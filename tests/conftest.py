@@ -20,6 +20,16 @@ os.environ["ASC_CACHE_DIR"] = str(_CACHE_DIR)
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_configure(config):
+    """Under CI (``ASC_TEST_INSTALLED_IN=<venv>``) the suite must test the installed wheel, not a checkout."""
+    expected = os.environ.get("ASC_TEST_INSTALLED_IN")
+    if expected:
+        import asc
+
+        if not Path(asc.__file__).resolve().is_relative_to(Path(expected).resolve()):
+            raise pytest.UsageError(f"asc is imported from {asc.__file__}, not from the installation in {expected}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _session_cache_dir():
     """Remove the session's cache directory when the tests are done."""

@@ -3,9 +3,13 @@
 import functools
 import hashlib
 import http.server
+import json
+import re
 import shutil
 import socket
 import threading
+import urllib.parse
+import zipfile
 
 import pytest
 
@@ -171,3 +175,181 @@ def test_fetch_official_manifest_from_local_copy(served, tmp_path, shared_dir):
     assert file_digest(root / "splits" / "split5.csv", "md5") == "ad379c595bdb2387153753cc5b584820"
     assert sorted(p.name for p in (root / "splits").iterdir()) == ["split10.csv", "split25.csv", "split5.csv",
                                                                   "split50.csv", "test.csv"]
+
+
+# ------------------------------------------------------------------------------------ datasets: asc data download
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.root`` with HTTP Range support, a fake Zenodo search API (``server.zenodo``), and cuts the
+    next transfer of a file short after ``server.cut[name]`` bytes (the connection drops mid-file)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        self.server.requests.append((path, self.headers.get("Range")))
+        if path.startswith("/api/records"):
+            body = json.dumps(self.server.zenodo).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        file = self.server.root / urllib.parse.unquote(path.lstrip("/"))
+        if not file.is_file():
+            self.send_error(404)
+            return
+        data, start = file.read_bytes(), 0
+        if self.headers.get("Range"):
+            start = int(re.fullmatch(r"bytes=(\d+)-", self.headers["Range"]).group(1))
+            if start >= len(data):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        cut = self.server.cut.pop(file.name, None)
+        self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+        self.close_connection = cut is not None
+
+
+@pytest.fixture
+def range_server(tmp_path):
+    """An HTTP server on 127.0.0.1 with Range support; ``.root`` is the served folder, ``.url`` its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    server.root, server.requests, server.cut, server.zenodo = tmp_path / "www", [], {}, {}
+    server.root.mkdir()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _zip(path, folder, top, files):
+    """Write the zip ``path`` holding ``files`` (paths relative to ``folder``) under the top-level name ``top``."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for rel in files:
+            zf.write(folder / rel, f"{top}/{rel}" if top else rel)
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _tau_archives(server, dev, top="TAU-test-dev"):
+    """The synthetic development set as a TAU-style meta archive and two audio archives on the server, and a
+    catalog entry (a test manifest with their md5) for it."""
+    tables = ["meta.csv"] + [f"evaluation_setup/{p.name}" for p in (dev / "evaluation_setup").iterdir()]
+    audio = sorted(f"audio/{p.name}" for p in (dev / "audio").iterdir())
+    parts = {f"{top}.meta.zip": tables, f"{top}.audio.1.zip": audio[::2], f"{top}.audio.2.zip": audio[1::2]}
+    entries = "".join(f'\n[[files]]\nname = "{name}"\nmd5 = "{_zip(server.root / name, dev, top, files)}"\n'
+                      for name, files in parts.items())
+    manifest = server.root.parent / "tau-test.toml"
+    manifest.write_text(f'name = "tau-test"\ntitle = "test set"\nkind = "tau"\nfolder = "{top}"\n'
+                        f'base_url = "{server.url}"\n{entries}')
+    return manifest, audio
+
+
+def test_download_resumes_an_interrupted_transfer_then_checks_the_dataset(range_server, synth_data, tmp_path,
+                                                                         capsys):
+    manifest, audio = _tau_archives(range_server, synth_data.dev)
+    big = range_server.root / "TAU-test-dev.audio.1.zip"
+    half = big.stat().st_size // 2
+    range_server.cut[big.name] = half  # the connection drops half-way through the first audio archive
+    out = tmp_path / "data"
+    assert main(["data", "download", str(manifest), str(out)]) == 2
+    assert "run the same command again to resume" in capsys.readouterr().err
+    part = out / ".asc-download" / (big.name + ".part")
+    assert part.stat().st_size == half and part.read_bytes() == big.read_bytes()[:half]
+    root = out / "TAU-test-dev"
+    assert (root / "meta.csv").is_file() and not (root / "audio").exists()  # the meta archive was finished
+    range_server.requests.clear()
+
+    assert main(["data", "download", str(manifest), str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["root"] == str(root) and result["check"]["ok"], result["check"]
+    requested = dict(range_server.requests)
+    assert requested["/" + big.name] == f"bytes={half}-"  # resumed, not restarted
+    assert "/TAU-test-dev.meta.zip" not in requested  # finished archives are not fetched again
+    assert sorted(f"audio/{p.name}" for p in (root / "audio").iterdir()) == audio
+    assert (root / "meta.csv").read_bytes() == (synth_data.dev / "meta.csv").read_bytes()
+    assert not list((out / ".asc-download").glob("*.zip*"))  # archives removed after extraction
+    assert main(["data", "check", str(root)]) == 0
+    range_server.requests.clear()
+    assert main(["data", "download", str(manifest), str(out), "--no-check"]) == 0  # all done: nothing fetched
+    assert range_server.requests == []
+
+
+def test_download_checksum_mismatch_keeps_nothing(range_server, synth_data, tmp_path, capsys):
+    manifest, _ = _tau_archives(range_server, synth_data.dev)
+    (range_server.root / "TAU-test-dev.audio.2.zip").write_bytes(b"not the published archive")
+    out = tmp_path / "data"
+    assert main(["data", "download", str(manifest), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "TAU-test-dev.audio.2.zip: md5 mismatch" in err and "expected" in err
+    assert not list((out / ".asc-download").glob("TAU-test-dev.audio.2.zip*"))  # neither the file nor a .part
+    state = json.loads((out / ".asc-download" / "tau-test.json").read_text())
+    assert sorted(state["done"]) == ["TAU-test-dev.audio.1.zip", "TAU-test-dev.meta.zip"]
+
+
+def test_download_from_a_zenodo_record_and_of_single_files(range_server, synth_data, tmp_path, capsys):
+    server, ev = range_server, synth_data.eval
+    files = ["evaluation_setup/fold1_test.csv"] + sorted(f"audio/{p.name}" for p in (ev / "audio").iterdir())
+    name = "TAU-test-eval.audio.1.zip"
+    md5 = _zip(server.root / name, ev, "TAU-test-eval", files)
+    server.zenodo = {"hits": {"hits": [
+        {"id": 1, "files": [{"key": "other.zip", "checksum": "md5:" + "0" * 32, "size": 1}]},
+        {"id": 42, "files": [{"key": name, "size": (server.root / name).stat().st_size, "checksum": f"md5:{md5}",
+                              "links": {"self": server.url + name}}]}]}}
+    manifest = tmp_path / "eval.toml"
+    manifest.write_text('name = "eval-test"\ntitle = "t"\nkind = "eval"\nfolder = "TAU-test-eval"\n'
+                        f'zenodo_api = "{server.url}api"\nzenodo_query = \'title:"test"\'\n')
+    out = tmp_path / "data"
+    assert main(["data", "download", str(manifest), str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["zenodo_record"] == "42" and result["check"]["ok"], result
+    assert (out / "TAU-test-eval" / "evaluation_setup" / "fold1_test.csv").is_file()
+    assert server.requests[0][0] == "/api/records"
+
+    # impulse responses: plain files saved into DIR/<folder>, each decoded by the check
+    wavs = sorted((synth_data.dev / "audio").iterdir())[:2]
+    entries = ""
+    for wav in wavs:
+        shutil.copy(wav, server.root / wav.name.replace("-", "&"))
+        entries += f'\n[[files]]\nname = "{wav.name.replace("-", "&")}"\nmd5 = "{file_digest(wav, "md5")}"\n'
+    dirs = tmp_path / "dirs.toml"
+    dirs.write_text(f'name = "dirs-test"\ntitle = "t"\nkind = "dirs"\nfolder = "micirp"\nextract = false\n'
+                    f'base_url = "{server.url}"\n{entries}')
+    assert main(["data", "download", str(dirs), str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["check"]["ok"] and len(list((out / "micirp").glob("*.wav"))) == 2
+
+
+def test_archive_member_outside_the_folder_is_refused(tmp_path):
+    from asc.data.datasets import extract
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../outside.txt", "x")
+    with pytest.raises(DatasetError, match="outside the target folder"):
+        extract(evil, tmp_path / "out", "ds", tmp_path / "staging")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_packaged_catalog_pins_the_published_checksums():
+    from asc.data.datasets import list_datasets, load_spec
+
+    assert list_datasets() == ["micirp", "tau2022-mobile-dev", "tau2024-mobile-eval"]
+    dev = load_spec("tau2022-mobile-dev")
+    assert dev.kind == "tau" and dev.folder == "TAU-urban-acoustic-scenes-2022-mobile-development"
+    assert len(dev.files) == 18 and sum(".audio." in a.name for a in dev.files) == 16
+    assert {a.md5 for a in dev.files if a.name.endswith(".meta.zip")} == {"419b6ff6570f1030730352dc80cd8d15"}
+    assert all(re.fullmatch(r"[0-9a-f]{32}", a.md5) for a in dev.files)
+    dirs = load_spec("micirp")
+    assert len(dirs.files) == 66 and not dirs.extract and dirs.kind == "dirs"
+    assert load_spec("tau2024-mobile-eval").zenodo_query

@@ -22,7 +22,8 @@ def experiment(synth_data, tmp_path_factory):
     cfg = ExperimentConfig(
         name="kd", data=str(synth_data.dev), splits=["25", "50"], seeds=2, overrides=TINY, progress=False,
         arms=[ArmConfig("plain", "baseline24", "none", SMALL_STUDENT),
-              ArmConfig("taught", "baseline24", "online", SMALL_STUDENT + ["kd.lam=0.5"])],
+              ArmConfig("taught", "baseline24", "online", SMALL_STUDENT + ["kd.lam=0.5"]),
+              ArmConfig("ablation", "baseline24", "none", SMALL_STUDENT + ["augment.mixup_alpha=0.3"], ["50"])],
         teacher=TeacherConfig(recipe="cpresnet_teacher", seeds=1))
     lines: list[str] = []
     return out, cfg, run_experiment(cfg, out, log=lines.append), lines
@@ -70,7 +71,10 @@ def test_results_table_aggregates_seeds(experiment):
     text = (out / "results.md").read_text()
     assert "| taught |" in text and "teacher ensemble" in text and "taught minus plain" in text
     assert (out / "accuracy_vs_split.png").stat().st_size > 1000
-    assert sum("[" in line and "/8]" in line for line in lines) == 8
+    assert sum("[" in line and "/10]" in line for line in lines) == 10
+    assert set(results["arms"]["ablation"]) == {"50"}  # an arm limited to one split
+    assert not (out / "runs" / "ablation" / "split25-seed0").exists()
+    assert "| ablation | – |" in text
 
 
 def test_rerun_reuses_finished_runs(experiment):

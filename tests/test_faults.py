@@ -31,7 +31,6 @@ from asc.train.recipes import build_config
 from asc.train.trainer import fit
 
 TIMEOUT = 300  # seconds any one process may take (a hang fails the test instead of stalling the suite)
-REPO = Path(__file__).resolve().parents[1]
 
 # Runs `python -m asc ARGS` and pauses it, telling the test through the file $ASC_TEST_PAUSED, when it is about to
 # rename a temporary file onto a path ending in $ASC_TEST_TARGET for the $ASC_TEST_NTH time.
@@ -53,13 +52,15 @@ LAUNCHER = textwrap.dedent("""
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+    """The test's environment: processes run the asc the tests import (the checkout from its root, or the installed
+    wheel under CI)."""
+    return {**os.environ, **extra}
 
 
-def _asc(*args, cwd=None) -> subprocess.CompletedProcess:
+def _asc(*args) -> subprocess.CompletedProcess:
     """Run ``python -m asc ARGS`` to the end (at most TIMEOUT seconds)."""
     done = subprocess.run([sys.executable, "-m", "asc", *map(str, args)], capture_output=True, text=True,
-                          timeout=TIMEOUT, env=_env(), cwd=cwd or REPO)
+                          timeout=TIMEOUT, env=_env())
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -69,7 +70,7 @@ def _kill_at_rename(tmp_path: Path, target: str, nth: int, *args) -> Path:
     ``target``, kill it there with SIGKILL, and return that temporary file (complete, not renamed)."""
     paused = tmp_path / f"paused-{target.replace('/', '_')}-{nth}"
     proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            stderr=subprocess.PIPE, text=True,
                             env=_env(ASC_TEST_TARGET=target, ASC_TEST_NTH=str(nth), ASC_TEST_PAUSED=str(paused)))
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -136,7 +137,7 @@ def test_killed_cache_build_with_two_workers_leaves_no_worker_and_no_lock(data, 
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen([sys.executable, "-m", "asc", "data", "cache", str(data / "dev"), "--workers", "2",
                              "--cache-dir", str(killed_dir), "--json"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=REPO, env=_env())
+                            stderr=subprocess.DEVNULL, env=_env())
     deadline = time.monotonic() + TIMEOUT
     workers: list[int] = []
     while len(workers) < 2 and proc.poll() is None and time.monotonic() < deadline:

@@ -70,7 +70,12 @@ def venv(package, tmp_path_factory) -> tuple[Path, dict, Path]:
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(root / "env")],
                    check=True)
     python = root / "env" / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    # The venv sees the base interpreter's site-packages (torch), where README's `pip install ".[test]"` may have put
+    # the toolkit too: an `asc` first on the path that cannot be imported keeps the package honest either way.
+    shadow = root / "no-toolkit" / "asc"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'asc'\", name='asc')\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONHOME"}, "PYTHONPATH": str(shadow.parent)}
     # --no-index: the package's requirements must all be met by what is installed, none by the toolkit
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
                     "--no-build-isolation", str(package)], check=True, env=env, cwd=work)

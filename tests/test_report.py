@@ -99,7 +99,7 @@ def test_report_json_holds_the_numbers(runs, report):
     assert params["tiny-a"] < params["tiny-b"] and summary["params"]["best"] == ["tiny-a"]
     assert summary["macs"]["best"] == ["tiny-a"]
     page = report.html_path.read_text()
-    assert re.search(rf'<td class="key">parameters</td><td class="best">{params["tiny-a"]:,}</td>', page)
+    assert re.search(rf'<td class="key">parameters \(official count\)</td><td class="best">{params["tiny-a"]:,}</td>', page)
 
 
 def test_report_notes_missing_pieces_and_accepts_eval_json(runs, tmp_path):
@@ -157,3 +157,36 @@ def test_cli_report_json_and_error(runs, tmp_path, capsys):
     assert main(["report", str(tmp_path / "missing-run"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("asc report: error:") and "missing-run" in err and len(err.splitlines()) == 1
+
+
+def test_report_opens_with_a_summary_and_warns_about_dubious_comparisons(runs, synth_data, tmp_path):
+    """Best run within budget first; a recipe trained on two splits gets its split average and a figure; a run
+    validated on the dev-test split and two runs with identical predictions are flagged."""
+    a, b = runs
+    c = tmp_path / "tiny-c"
+    cfg = build_config("baseline24", overrides=[*TINY, "model_config.base_channels=8"], data=str(synth_data.dev),
+                       split="25", epochs=1, name="tiny-c")
+    fit(cfg, c)
+    twin = tmp_path / "twin"
+    shutil.copytree(a, twin)  # the same model under another name
+    old = twin / "config.toml"
+    old.write_text(old.read_text().replace('split = "50"', 'split = "50"\nval_split = "test"'))
+    result = build_report([a, b, c, twin], tmp_path / "r.html", progress=False)
+    opening = result.data["summary"]
+    scores = {e.name: e.metrics["macro_accuracy"] for e in result.entries}
+    best = max(scores, key=scores.get)  # every tiny model fits the budget
+    assert opening["best"] == best and opening["lines"][0].startswith(f"Best within the dcase2024 budget: {best}")
+    recipe = [s for s in opening["systems"] if set(s["splits"]) == {"25", "50"}]
+    assert len(recipe) == 1
+    assert recipe[0]["average"] == pytest.approx((scores["tiny-c"] + (scores["tiny-a"] + scores["twin"]) / 2) / 2)
+    assert any(line.endswith(f"average {100 * recipe[0]['average']:.2f} % over splits 25, 50 "
+                             f"(25: {100 * scores['tiny-c']:.2f} %, 50: {100 * scores['tiny-a']:.2f} % (2 runs)).")
+               for line in opening["lines"])
+    warnings = opening["warnings"]
+    assert any(w.startswith("twin: validated on the dev-test split") for w in warnings)
+    assert any("tiny-a and twin have identical predictions" in w for w in warnings)
+    assert not any("tiny-b" in w for w in warnings)
+    page = result.html_path.read_text()
+    assert page.index("<h2>Summary</h2>") < page.index("<h2>Runs</h2>")
+    assert "macro accuracy per training split" in page  # the accuracy-vs-split figure
+    assert "MACs (official count)" in page

@@ -56,7 +56,7 @@ def test_manifest_has_the_official_facts():
                                                  "test": 29680}
     assert m.file("100").source == "evaluation_setup/fold1_train.csv" and m.file("100").md5 is None
     assert m.file("test").md5 == "b004a563a8320fb4152c5479abfc442e"
-    with pytest.raises(ConfigError, match="no split manifest named 'dcase1999'; known: dcase2024"):
+    with pytest.raises(ConfigError, match="unknown split manifest 'dcase1999'; known: dcase2024"):
         load_manifest("dcase1999")
 
 

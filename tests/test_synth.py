@@ -155,3 +155,11 @@ def test_cli_synth_and_report(synth_data, tmp_path, capsys):
     assert asc_main(["data", "report", str(synth_data.dev), "--no-audio"]) == 0
     out = capsys.readouterr().out
     assert "clips per split and device" in out and "street_traffic" in out and "audio:" not in out
+
+
+def test_small_preset_has_five_distinct_nested_splits(tmp_path):
+    """The demo's dataset: every training split holds more clips than the one below it."""
+    cfg = SynthConfig.preset("small", sample_rate=8000, clip_seconds=0.25)
+    layout = open_dataset(make_synthetic_dataset(tmp_path, cfg).dev)
+    sizes = [len(layout.split(s)) for s in ("5", "10", "25", "50", "100")]
+    assert sizes == sorted(set(sizes)) and sizes[-1] == 20 * 3 * 10

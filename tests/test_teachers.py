@@ -156,7 +156,7 @@ def test_passt_default_is_passt_s(hear21passt):
 def test_passt_without_hear21passt_names_the_extra(monkeypatch):
     for module in ("hear21passt", "hear21passt.models", "hear21passt.models.passt"):
         monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(MissingDependencyError, match=r'pip install "asc\[passt\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install "dcase-asc\[passt\]"'):
         build_model("passt", TINY_PASST)
 
 

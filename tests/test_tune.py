@@ -22,7 +22,6 @@ from asc.config import read_toml
 from asc.errors import ConfigError
 from asc.tune import TuneError, fail_stale_trials, load_space, load_study, open_study, run_study, study_report
 
-REPO = Path(__file__).resolve().parents[1]
 # A tiny CP-Mobile on a small front end: 1-2 epochs of 28 clips take seconds; trials are compared on the 12 clips
 # of split 50 held out for validation.
 BASE = """
@@ -109,7 +108,7 @@ def test_space_file_errors_name_the_key(tmp_path, synth_data):
     with pytest.raises(ConfigError, match="lrr"):
         run_study(bad, "typo", n_trials=1, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs" / "tune" / "typo").exists()  # refused before any study was created
-    example = load_space(REPO / "asc" / "resources" / "tune" / "cpmobile_kd.toml")
+    example = load_space("cpmobile_kd")  # the packaged example, by name
     assert example.enqueue and example.params["model_config.n_blocks"].choices[0] == [3, 2, 1]
 
 

@@ -16,6 +16,7 @@ import pkgutil
 import sys
 from contextlib import nullcontext
 
+from asc import DISTRIBUTION, __version__
 from asc.errors import AscError
 from asc.locks import waiting
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Low-complexity acoustic scene classification: data, teachers, students, budget, INT8, submissions.",
         epilog="Start with `asc demo`; every verb has --help with an example.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

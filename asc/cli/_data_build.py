@@ -37,7 +37,7 @@ def add_verbs(data_sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = add_command(data_sub, "report", _report, "clips per split × class × device, audio formats and durations",
-                    "asc data report /work/shared/data/us8k-mini --out reports/us8k-mini",
+                    "asc data report data/TAU-urban-acoustic-scenes-2022-mobile-development --out reports/tau22",
                     description="Count clips per split, class and device, segments and locations, and read every "
                                 "audio header (sample rates, durations, channels). --out writes data_report.json "
                                 "and data_report.png (bars per class stacked by device).")

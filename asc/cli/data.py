@@ -9,6 +9,7 @@ import json
 import logging
 
 from asc.cli._common import add_command
+from asc.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -18,7 +19,7 @@ def register(sub) -> None:
     data.set_defaults(group=data)
 
     p = add_command(data_sub, "check", _check, "report every problem of a dataset (tables, splits, audio)",
-                    "asc data check /work/shared/data/us8k-mini --json > problems.json",
+                    "asc data check data/TAU-urban-acoustic-scenes-2022-mobile-development --json > problems.json",
                     description="Report every problem of a dataset in the TAU layout at once, each naming its file "
                                 "and line: tables, labels, duplicates, split nesting and whole segments, train/test "
                                 "location overlap and (unless --no-audio) each audio file's header and full decode. "
@@ -30,6 +31,24 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, help="expected clip duration in s (default: the majority's)")
     p.add_argument("--limit", type=int, default=10, help="problems listed per kind in the human report (10)")
 
+    p = add_command(data_sub, "download", _download,
+                    "download a public dataset (resumable, md5-checked), extract it, check it",
+                    "asc data download tau2022-mobile-dev data/",
+                    description="Download the archives of a dataset of the catalog (asc/resources/datasets/), "
+                                "verify each against its published md5, extract them into DIR in the TAU layout "
+                                "and check the result (asc data check for a development set). An interrupted "
+                                "download resumes where it stopped when the command is run again. Datasets: "
+                                "tau2022-mobile-dev (development set, ~30 GB), tau2024-mobile-eval (2024 "
+                                "evaluation set), micirp (66 device impulse responses for DIR). Exit code 0 = "
+                                "downloaded and clean, 1 = downloaded but the check found problems, 2 = error.")
+    p.add_argument("name", nargs="?", metavar="NAME", help="dataset name (see --list) or a catalog .toml file")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="folder to download and extract into")
+    p.add_argument("--list", action="store_true", help="list the datasets of the catalog")
+    p.add_argument("--base-url", metavar="URL", help="fetch the archives from this mirror instead")
+    p.add_argument("--keep-archives", action="store_true", help="keep the zip archives after extraction")
+    p.add_argument("--no-check", action="store_true", help="skip the check of the extracted data")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     splits = add_command(data_sub, "splits", _group_help, "training splits: fetch official ones, make, check",
                          "asc data splits fetch /data/TAU-urban-acoustic-scenes-2022-mobile-development")
     splits_sub = splits.add_subparsers(dest="splits_command", metavar="VERB")
@@ -38,7 +57,7 @@ def register(sub) -> None:
     p = add_command(splits_sub, "fetch", _fetch, "download the official split files into ROOT/splits/ (verified)",
                     "asc data splits fetch /data/TAU-urban-acoustic-scenes-2022-mobile-development")
     p.add_argument("root", help="dataset folder; files go to ROOT/splits/")
-    p.add_argument("--manifest", default="dcase2024", help="manifest name in data_splits/ or a .toml path")
+    p.add_argument("--manifest", default="dcase2024", help="packaged manifest name (dcase2024) or a .toml path")
     p.add_argument("--base-url", help="fetch from here instead of the manifest's URL (http(s)://, file:// or a folder)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -88,6 +107,36 @@ def _check_files(args: argparse.Namespace) -> int:
     report = check_split_files(args.files, manifest=args.manifest)
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report, args.limit))
     return 0 if report.ok else 1
+
+
+def _download(args: argparse.Namespace) -> int:
+    from asc.data.datasets import download_dataset, list_datasets, load_spec
+
+    if args.list:
+        specs = [load_spec(name) for name in list_datasets()]
+        if args.json:
+            print(json.dumps([{"name": s.name, "title": s.title, "folder": s.folder, "homepage": s.homepage}
+                              for s in specs], indent=2))
+        else:
+            for s in specs:
+                print(f"{s.name:<22} {s.title}  ({s.homepage})")
+        return 0
+    if not (args.name and args.dir):
+        raise ConfigError("asc data download NAME DIR: give a dataset name and a folder (or --list)")
+    _info_logging()
+    result = download_dataset(args.name, args.dir, base_url=args.base_url, keep_archives=args.keep_archives,
+                              check=not args.no_check, progress=not args.json)
+    check = result.get("check")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['root']}: {result['dataset']}, {result['archives']} archive(s) verified"
+              + (f" (Zenodo record {result['zenodo_record']})" if result["zenodo_record"] else ""))
+        if result["license"]:
+            print(f"licence: {result['license']}")
+        if check:
+            print(check["summary"])
+    return 0 if check is None or check["ok"] else 1
 
 
 def _fetch(args: argparse.Namespace) -> int:

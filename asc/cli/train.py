@@ -19,8 +19,9 @@ def register(sub) -> None:
                     "development")
     _add_train_args(p, default_model="baseline24")
 
-    p = add_command(sub, "distill", _distill, "train a student with knowledge distillation from teachers",
-                    "asc distill --split 25 --teachers runs/teacher-1 runs/teacher-2 --data ROOT --model cpmobile")
+    p = add_command(sub, "distill", _distill,
+                    "train a student with knowledge distillation from teachers (default: the baseline24_kd recipe)",
+                    "asc distill --split 25 --teachers runs/teacher-1 runs/teacher-2 --data ROOT")
     _add_train_args(p, default_model="baseline24")
     p.add_argument("--teachers", nargs="+", metavar="SOURCE",
                    help="teacher run folders or bundles, run online on the student's augmented batches and averaged "
@@ -61,8 +62,8 @@ def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--data", metavar="ROOT", help="dataset root in the TAU layout")
     p.add_argument("--split", help="training split: 5, 10, 25, 50, 100")
     p.add_argument("--model", help=f"model name (default {default_model}; see `asc models list`)")
-    p.add_argument("--recipe", help="named recipe: baseline24, cpmobile23_kd, passt_teacher, cpresnet_teacher, "
-                                    "device_finetune (default: the model's own)")
+    p.add_argument("--recipe", metavar="NAME|FILE",
+                   help="recipe name (`asc recipes list`) or a recipe TOML file (default: the model's own)")
     p.add_argument("--config", metavar="FILE", help="TOML file of TrainConfig values (applied after the recipe)")
     p.add_argument("--epochs", type=int, metavar="N", help="number of epochs")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default 0)")
@@ -88,6 +89,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
+    from asc.train.recipes import DISTILL_RECIPE
+
+    args.default_recipe = DISTILL_RECIPE
     if not args.resume and not args.teachers:
         raise ConfigError("distill: --teachers is required: teacher run folders (online) or a logit store from "
                           "`asc teachers ensemble`")
@@ -134,7 +138,9 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
               "validation": {"fraction": args.val_split, "select": "best"} if args.val_split else None,
               "augment": {"dir_folder": args.dirs} if args.dirs else None, **(extra or {})}
     defaults = {"model": args.default_model, **({"split": split_default} if split_default else {})}
-    cfg = build_config(args.recipe or default_recipe(model), args.config, args.overrides, defaults=defaults,
+    recipe = args.recipe or (default_recipe(args.model) if args.model else None) or \
+        getattr(args, "default_recipe", None) or default_recipe(model)
+    cfg = build_config(recipe, args.config, args.overrides, defaults=defaults,
                        **values)
     name = args.name or new_run_name(runs_dir, f"{cfg.model}{suffix}-split{cfg.split}-"
                                                f"{time.strftime('%Y%m%d-%H%M%S')}")

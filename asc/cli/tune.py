@@ -12,7 +12,7 @@ EXAMPLES = """examples:
   asc tune run space.toml --trials 20 --study cpm-kd --storage journal:///nfs/tune/cpm-kd.log   # on each machine
   asc tune run space.toml --trials 20 --study cpm-kd --storage postgresql://user:pw@db/optuna
   asc tune report cpm-kd                                              # table, plots and JSON in runs/tune/cpm-kd/report
-example space: asc/resources/tune/cpmobile_kd.toml"""
+packaged example space: cpmobile_kd (`asc tune run cpmobile_kd ...`; copy it from asc/resources/tune/)"""
 
 
 def register(sub) -> None:
@@ -28,8 +28,10 @@ def register(sub) -> None:
     verbs = group.add_subparsers(dest="tune_command", metavar="VERB")
 
     p = add_command(verbs, "run", _run, "run trials of a study (one worker; start more with a shared --storage)",
-                    "asc tune run asc/resources/tune/cpmobile_kd.toml --trials 40 --study cpm-kd")
-    p.add_argument("space", metavar="SPACE.toml", help="search space: base run, [params.<key>] tables, objectives")
+                    "asc tune run cpmobile_kd --trials 40 --study cpm-kd --data ROOT")
+    p.add_argument("space", metavar="SPACE.toml",
+                   help="search space file (base run, [params.<key>] tables, objectives) or a packaged name: "
+                        "cpmobile_kd")
     p.add_argument("--trials", type=int, metavar="N", help="trials this worker runs (default: until --timeout/--total "
                                                           "or Ctrl-C)")
     p.add_argument("--study", required=True, metavar="NAME", help="study name (resumed if it exists)")

@@ -1,23 +1,23 @@
-"""Budgets as data (``complexity/<edition>.toml``: :func:`load_budget`), the check of a count against one
-(:func:`check` lists the :class:`Violation` s) and advice for people (the precisions that would fit)."""
+"""Budgets as data (packaged in ``asc/resources/complexity/<edition>.toml``: :func:`load_budget`), the check of a
+count against one (:func:`check` lists the :class:`Violation` s) and advice for people (the precisions that would
+fit)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from asc import resources
 from asc.complexity.report import BYTES_PER_PARAM, PRECISIONS, ComplexityReport
 from asc.config import from_dict, read_toml
 from asc.errors import ConfigError
 
 DEFAULT_EDITION = "dcase2024"
-BUDGET_DIR = Path(__file__).resolve().parents[2] / "complexity"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """The complexity limits of one challenge edition (``complexity/<edition>.toml``)."""
+    """The complexity limits of one challenge edition (``asc/resources/complexity/<edition>.toml``)."""
 
     edition: str
     max_macs: int
@@ -40,17 +40,12 @@ class Budget:
 
 
 def list_budgets() -> list[str]:
-    return sorted(p.stem for p in BUDGET_DIR.glob("*.toml"))
+    return resources.names("complexity")
 
 
 def load_budget(edition: str = DEFAULT_EDITION) -> Budget:
-    """The budget of ``edition`` (e.g. "dcase2024") from ``complexity/``, or from a TOML file path."""
-    path = Path(edition)
-    if path.suffix != ".toml":
-        path = BUDGET_DIR / f"{edition}.toml"
-        if not path.is_file():
-            raise ConfigError(f"unknown complexity budget {edition!r}; known: {', '.join(list_budgets()) or 'none'} "
-                              f"(files {BUDGET_DIR}/<edition>.toml)")
+    """The budget of ``edition`` (e.g. "dcase2024", packaged in ``asc/resources/complexity/``) or of a TOML file."""
+    path = resources.locate("complexity", edition, "complexity budget")
     budget = from_dict(Budget, read_toml(path), where=str(path))
     if budget.max_params is None and budget.max_param_bytes is None:
         raise ConfigError(f"{path}: give max_params or max_param_bytes")

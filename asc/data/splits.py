@@ -1,7 +1,7 @@
 """Training splits: the official manifest (fetch + verify) and nested, stratified splits made for any dataset.
 
-A manifest (``data_splits/<name>.toml``) lists the split files of an edition: name, row count, md5, and the base
-URL they are published under. ``fetch_splits`` downloads them into ``ROOT/splits/``; ``make_splits`` builds
+A manifest (packaged as ``asc/resources/data_splits/<name>.toml``) lists the split files of an edition: name, row
+count, md5, and the base URL they are published under. ``fetch_splits`` downloads them into ``ROOT/splits/``; ``make_splits`` builds
 ``ROOT/splits/split{N}.csv`` for a dataset that has no official splits.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asc import resources
 from asc.config import from_dict, read_toml
 from asc.data.download import ChecksumError, download, verify
 from asc.data.layout import SPLIT_COLUMNS, natural_key, read_dataset, read_table
@@ -25,8 +26,6 @@ from asc.errors import ConfigError, DatasetError
 from asc.fileio import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
-
-MANIFEST_DIR = Path(__file__).resolve().parents[2] / "data_splits"
 
 
 @dataclass
@@ -56,13 +55,8 @@ class SplitManifest:
 
 
 def load_manifest(manifest: str | Path = "dcase2024") -> SplitManifest:
-    """A manifest by name (``data_splits/<name>.toml``) or by path to a TOML file."""
-    path = Path(manifest)
-    if path.suffix != ".toml":
-        path = MANIFEST_DIR / f"{manifest}.toml"
-        if not path.is_file():
-            known = sorted(p.stem for p in MANIFEST_DIR.glob("*.toml"))
-            raise ConfigError(f"{path}: no split manifest named {manifest!r}; known: {', '.join(known) or 'none'}")
+    """A manifest by name (packaged in ``asc/resources/data_splits/<name>.toml``) or by path to a TOML file."""
+    path = resources.locate("data_splits", manifest, "split manifest")
     out = from_dict(SplitManifest, read_toml(path), where=str(path))
     for f in out.files:
         if not (f.md5 or f.sha256 or f.source):

@@ -1,6 +1,6 @@
 """PaSST teacher (Koutini et al., Interspeech 2022): a ViT on 128-band log-mels with structured patchout.
 
-The network is the author's (``hear21passt``, the optional extra ``asc[passt]``), so parameter names are those of
+The network is the author's (``hear21passt``, the optional extra ``dcase-asc[passt]``), so parameter names are those of
 the official checkpoints (``patch_embed.proj``, ``cls_token``, ``dist_token``, ``new_pos_embed``,
 ``freq_new_pos_embed``, ``time_new_pos_embed``, ``blocks.N.…``, ``norm``, ``head.0`` (LayerNorm), ``head.1``,
 ``head_dist``). Our forward returns logits only and is silent (the package prints debug shapes otherwise).
@@ -51,7 +51,7 @@ def _import_hear21passt() -> ModuleType:
         from hear21passt.models import passt
     except ImportError as e:
         raise MissingDependencyError(
-            f"model passt needs the optional package hear21passt ({e}); install it with: pip install \"asc[passt]\""
+            f"model passt needs the optional package hear21passt ({e}); install it with: pip install \"dcase-asc[passt]\""
         ) from None
     return passt
 
@@ -117,6 +117,6 @@ register(ModelSpec(
     build=build_passt,
     frontend="passt",
     role="teacher",
-    description="PaSST-S transformer teacher with patchout (hear21passt; pip install \"asc[passt]\")",
+    description="PaSST-S transformer teacher with patchout (hear21passt; pip install \"dcase-asc[passt]\")",
     pretrained=sources_for("passt"),
 ))

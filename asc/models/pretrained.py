@@ -14,7 +14,6 @@ import functools
 import hashlib
 import logging
 import os
-import tomllib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from asc import resources
+from asc.config import read_toml
 from asc.data.download import download, verify
 from asc.errors import CheckpointError
 from asc.fileio import file_digest, write_text
@@ -30,7 +31,7 @@ from asc.models.registry import load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
-SOURCES_FILE = Path(__file__).with_name("pretrained_sources.toml")
+SOURCES_FILE = "pretrained_sources.toml"  # packaged in asc/resources/
 
 KeyMap = Mapping[str, str] | Callable[[str], "str | None"]
 
@@ -60,9 +61,8 @@ class PretrainedLoad:
 
 @functools.cache
 def pretrained_sources() -> dict[str, PretrainedSource]:
-    """The named sources of ``pretrained_sources.toml``."""
-    with open(SOURCES_FILE, "rb") as f:
-        data = tomllib.load(f)
+    """The named sources of ``asc/resources/pretrained_sources.toml``."""
+    data = read_toml(resources.resource(SOURCES_FILE))
     return {name: PretrainedSource(name=name, **entry) for name, entry in data.items()}
 
 
@@ -112,7 +112,7 @@ def fetch_pretrained(source: str | Path, sha256: str | None = None, cache_dir: s
     digest = file_digest(dest)
     write_text(record, digest + "\n")
     log.warning("%s: no sha256 pinned; the downloaded file has sha256 %s (pin it in %s or pass sha256=)",
-                text, digest, SOURCES_FILE.name)
+                text, digest, SOURCES_FILE)
     return dest, digest
 
 

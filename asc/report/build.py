@@ -18,6 +18,7 @@ from asc.plots import colors
 from asc.report.entry import RunEntry, load_entry
 from asc.report.html import cell_text, render_html
 from asc.report.settings import MISSING, pct
+from asc.report.summary import summary
 from asc.report.tables import comparison, global_notes, tables_to_dict
 
 REPORT_FORMAT = "asc.report/1"
@@ -62,23 +63,25 @@ def build_report(sources: Sequence[str | Path], out: str | Path = "report.html",
     for e, color in zip(entries, colors(len(entries))):
         e.color = color
     tables = comparison(entries)
-    notes = global_notes(entries)
+    opening = summary(entries, budget.edition)
+    notes = [*opening["warnings"], *global_notes(entries)]
     created = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     title = title or "asc report: " + ", ".join(e.name for e in entries)
     meta = f"{len(entries)} run(s) · metrics of split {split} · budget {budget.describe()} · {created}"
     json_path = out.with_suffix(".json")
     data = {"format": REPORT_FORMAT, "title": title, "created": created, "split": split, "edition": budget.edition,
-            "budget": budget.describe(), "html": str(out), "notes": notes,
+            "budget": budget.describe(), "html": str(out), "summary": opening, "notes": notes,
             "runs": [e.to_dict() for e in entries], "tables": tables_to_dict(tables)}
-    write_text(out, render_html(entries, tables, notes, title, meta))
+    write_text(out, render_html(entries, tables, notes, title, meta, opening))
     write_json(json_path, data)
     return ReportResult(html_path=out, json_path=json_path, data=data, entries=entries)
 
 
 def format_summary(result: ReportResult) -> str:
-    """The comparison table for the terminal (one line per run), then the notes."""
+    """The summary lines, the comparison table for the terminal (one line per run), then the notes."""
     width = max(10, *(len(e.name) for e in result.entries))
-    lines = [f"{'run':<{width}}  {'macro acc %':>11}  {'acc %':>7}  {'log loss':>8}  {'params':>9}  {'MACs':>12}"]
+    lines = [*result.data["summary"]["lines"], ""] if result.data["summary"]["lines"] else []
+    lines += [f"{'run':<{width}}  {'macro acc %':>11}  {'acc %':>7}  {'log loss':>8}  {'params':>9}  {'MACs':>12}"]
     for e in result.entries:
         m, c = e.metrics or {}, e.complexity or {}
         loss = MISSING if m.get("log_loss") is None else f"{m['log_loss']:.4f}"

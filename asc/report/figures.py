@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-from asc.plots import confusion_figure, data_uri, device_accuracy_figure, learning_curves_figure
+import numpy as np
+
+from asc.plots import (confusion_figure, data_uri, device_accuracy_figure, learning_curves_figure,
+                       split_accuracy_figure)
 from asc.report.entry import RunEntry
 from asc.report.settings import pct
 from asc.report.tables import lookup
@@ -31,3 +34,16 @@ def confusion_png(entry: RunEntry) -> str | None:
     title = (f"macro accuracy {pct(entry.metrics['macro_accuracy'])} % on {entry.eval_split} "
              f"(n = {entry.metrics['n']:,}); % of true class")
     return data_uri(confusion_figure(entry.metrics["confusion"], labels, title))
+
+
+def split_accuracy_png(systems: Sequence[dict[str, Any]]) -> str | None:
+    """Macro accuracy per training split of every system trained on two or more splits (mean over its runs)."""
+    shown = [s for s in systems if len(s["splits"]) > 1]
+    if not shown:
+        return None
+    splits = [x for x in ("5", "10", "25", "50", "100") if any(x in s["splits"] for s in shown)]
+    arms = [(s["name"], [100 * s["means"][x] if x in s["means"] else None for x in splits],
+             [100 * float(np.std(s["splits"][x], ddof=1)) if len(s["splits"].get(x, [])) > 1 else 0.0
+              for x in splits]) for s in shown]
+    return data_uri(split_accuracy_figure("dev-test macro accuracy per training split (bars: spread over runs)",
+                                          splits, arms))

@@ -9,14 +9,14 @@ from typing import Any, Sequence
 
 from asc.data.layout import DEVICE_GROUPS
 from asc.report.entry import RunEntry
-from asc.report.figures import confusion_png, device_accuracy_png, learning_curves_png
+from asc.report.figures import confusion_png, device_accuracy_png, learning_curves_png, split_accuracy_png
 from asc.report.settings import MISSING, pct
 from asc.report.tables import Row
 
 CSS = """
 body { margin: 0; color: #1d2329; background: #f4f6f8; line-height: 1.4; font-size: 14px;
        font-family: system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-main { max-width: 1500px; margin: 0 auto; padding: 16px 28px 40px; }
+main { max-width: 1400px; margin: 0 auto; padding: 16px 24px 40px; box-sizing: border-box; }
 h1 { font-size: 22px; margin: 8px 0 2px; }
 h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 2px solid #d6dce2; padding-bottom: 4px; }
 h3 { font-size: 15px; margin: 16px 0 6px; }
@@ -24,6 +24,9 @@ h3 { font-size: 15px; margin: 16px 0 6px; }
 .legend { font-size: 12px; margin: 6px 0; }
 .notes { background: #fff8e6; border: 1px solid #f0d48a; border-radius: 6px; padding: 8px 14px; }
 .notes li { margin: 2px 0; }
+.summary { background: #fff; border: 1px solid #d6dce2; border-left: 5px solid #2b7a3d; border-radius: 6px;
+           padding: 8px 14px; }
+.summary p { margin: 4px 0; }
 code { background: #eef1f4; padding: 0 3px; border-radius: 3px; font-size: 12px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; }
 .card { background: #fff; border: 1px solid #d6dce2; border-top: 5px solid var(--c); border-radius: 6px;
@@ -44,7 +47,9 @@ table.cmp th, table.cmp td { padding: 4px 10px; border-bottom: 1px solid #e6eaee
 table.cmp th { background: #eef1f4; font-weight: 600; }
 table.cmp th.grp { text-align: center; border-left: 2px solid #d6dce2; }
 table.cmp .first { border-left: 2px solid #d6dce2; }
-table.cmp td.key, table.cmp th.key { text-align: left; }
+table.cmp td.key, table.cmp th.key { text-align: left; position: sticky; left: 0; z-index: 1; background: #fff;
+                                     box-shadow: 1px 0 0 #d6dce2; }
+table.cmp th.key { background: #eef1f4; }
 table.cmp td.text { text-align: left; white-space: normal; min-width: 160px; }
 table.cmp tbody.groups td { background: #f8f9fb; }
 table.cmp tbody.groups tr:first-child td { border-top: 2px solid #c9d1d9; }
@@ -68,6 +73,8 @@ PAGE = Template("""<!DOCTYPE html>
 <main>
 <h1>$title</h1>
 <p class="meta">$meta</p>
+<h2>Summary</h2>
+$opening
 $notes
 <h2>Runs</h2>
 <div class="cards">
@@ -178,8 +185,16 @@ def _img(uri: str | None, alt: str, missing: str) -> str:
     return f'<figure><img src="{uri}" alt="{_e(alt)}"></figure>' if uri else f'<p class="meta">{_e(missing)}</p>'
 
 
+def _opening(opening: dict[str, Any]) -> str:
+    lines = "".join(f"<p>{_e(line)}</p>" for line in opening["lines"]) or \
+        '<p class="meta">no scored run: nothing to summarise</p>'
+    figure = split_accuracy_png(opening["systems"])
+    return (f'<div class="summary">{lines}</div>'
+            + (_img(figure, "macro accuracy per training split", "") if figure else ""))
+
+
 def render_html(entries: Sequence[RunEntry], tables: dict[str, Any], notes: list[str], title: str,
-                meta: str) -> str:
+                meta: str, opening: dict[str, Any]) -> str:
     """The whole page as one string (no external resources)."""
     devices = [r.key for r in tables["per_device"]["accuracy"]]
     notes_html = ""
@@ -199,7 +214,7 @@ def render_html(entries: Sequence[RunEntry], tables: dict[str, Any], notes: list
                   + _breakdown_table("device", tables["per_device"], entries, tables["per_group"])
                   + _img(device_accuracy_png(entries, devices), "accuracy per device", ""))
     return PAGE.substitute(
-        title=_e(title), css=CSS, meta=_e(meta), notes=notes_html, cards="\n".join(_card(e) for e in entries),
+        title=_e(title), css=CSS, meta=_e(meta), notes=notes_html, opening=_opening(opening), cards="\n".join(_card(e) for e in entries),
         summary='<p class="legend">Best value per row highlighted here and below (accuracy: highest; log loss, '
                 'parameters, MACs, bytes: lowest).</p>' + _rows_table(tables["summary"], entries),
         per_device=per_device,

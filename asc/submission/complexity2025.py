@@ -25,6 +25,7 @@ from types import ModuleType
 from typing import Iterator
 
 import torch
+import torchinfo
 from torch import nn
 
 from asc.complexity import ComplexityError, ComplexityReport, SourceOptions, count, register_source, torch_threads
@@ -49,8 +50,6 @@ def organisers_param_bytes(net: nn.Module) -> int:
 
 def organisers_macs(net: nn.Module, input_size: tuple[int, ...]) -> int:
     """torchinfo's total_mult_adds on a float32 copy of ``net``, as the organisers run it."""
-    import torchinfo
-
     return int(torchinfo.summary(copy.deepcopy(net).float(), input_size=tuple(input_size), verbose=0).total_mult_adds)
 
 

@@ -69,7 +69,8 @@ class TrainConfig:
     """Everything that defines a training run; written fully resolved to ``RUN/config.toml``."""
 
     name: str = ""
-    recipe: str = ""  # the named recipe the run started from (asc.train.recipes), recorded for reports
+    recipe: str = ""  # the recipe the run started from: packaged name or file path (asc.train.recipes)
+    recipe_sha256: str = ""  # sha256 of that recipe file's content
     data: str = ""  # dataset root in the TAU layout
     split: str = "25"  # training split (5, 10, 25, 50, 100)
     allow_leak: bool = False  # train even if the split shares recording locations with the test split

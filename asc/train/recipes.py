@@ -1,78 +1,81 @@
-"""Named training recipes (docs/recipes.md): presets of :class:`TrainConfig` values, applied before the user's TOML
-file and ``-o key=value`` overrides.
+"""Named training recipes (docs/recipes.md): TOML files of :class:`TrainConfig` values (the schema of ``--config``),
+applied before the user's TOML file and ``-o key=value`` overrides.
 
-DIR augmentation needs a folder of impulse responses the user provides (``augment.dir_folder``); the recipes set
-only its probability.
+Students and fine-tuning live in ``asc/resources/recipes/``, teachers in ``asc/resources/teachers/`` (both ship in
+the wheel). ``--recipe`` takes a name or the path of a TOML file (a copied and edited recipe); the run's
+``config.toml`` records the recipe's name (or path) and the sha256 of its content. DIR augmentation needs a folder
+of impulse responses the user provides (``augment.dir_folder``); the recipes set only its probability.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from asc import resources
 from asc.config import apply_overrides, from_dict, merge, read_toml, to_dict
 from asc.errors import ConfigError
 from asc.train.config import TrainConfig
 
-RECIPES: dict[str, dict[str, Any]] = {
-    # DCASE 2024 Task 1 baseline (also the DCASE 2025 general model).
-    "baseline24": {
-        "model": "baseline24",
-        "optim": {"name": "adamw", "lr": 5e-3, "weight_decay": 1e-4},
-        "schedule": {"name": "cosine", "warmup_steps": 2000},
-        "epochs": 150, "batch_size": 256,
-        "augment": {"mixstyle_p": 0.4, "mixstyle_alpha": 0.3, "roll_samples": 3200, "dir_p": 0.0, "mixup_alpha": 0.0},
-    },
-    # CPJKU DCASE 2023 CP-Mobile student trained with knowledge distillation.
-    "cpmobile23_kd": {
-        "model": "cpmobile",
-        "optim": {"name": "adam", "lr": 9e-4, "weight_decay": 1e-4},
-        "schedule": {"name": "cpjku", "warmup_epochs": 14, "rampdown_start": 50, "rampdown_epochs": 84,
-                     "last_factor": 0.005},
-        "epochs": 150, "batch_size": 256,
-        "augment": {"mixstyle_p": 0.4, "mixstyle_alpha": 0.3, "roll_samples": 4000, "dir_p": 0.6, "mixup_alpha": 0.0},
-        "kd": {"lam": 0.02, "temperature": 2.0},
-    },
-    # CPJKU DCASE 2023 PaSST teacher fine-tuning.
-    "passt_teacher": {
-        "model": "passt",
-        "optim": {"name": "adam", "lr": 1e-5, "weight_decay": 1e-3},
-        "schedule": {"name": "cpjku", "warmup_epochs": 3, "rampdown_start": 3, "rampdown_epochs": 10,
-                     "last_factor": 0.01},
-        "epochs": 25, "batch_size": 80,
-        "augment": {"mixstyle_p": 0.4, "mixstyle_alpha": 0.4, "roll_samples": 10000, "dir_p": 0.6, "mixup_alpha": 0.0},
-    },
-    # CPJKU DCASE 2023 CP-ResNet teacher.
-    "cpresnet_teacher": {
-        "model": "cpresnet",
-        "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 1e-3},
-        "schedule": {"name": "cpjku", "warmup_epochs": 15, "rampdown_start": 50, "rampdown_epochs": 85,
-                     "last_factor": 0.005},
-        "epochs": 150, "batch_size": 256,
-        "augment": {"mixstyle_p": 0.8, "mixstyle_alpha": 0.4, "roll_samples": 4000, "dir_p": 0.4, "mixup_alpha": 0.0},
-    },
-    # DCASE 2025 device-specific fine-tuning of a general model (applied per training device).
-    "device_finetune": {
-        "optim": {"name": "adamw", "lr": 5e-4, "weight_decay": 1e-4},
-        "schedule": {"name": "cosine", "warmup_steps": 200},
-        "epochs": 50, "batch_size": 256,
-        "augment": {"mixstyle_p": 0.0, "roll_samples": 3200, "dir_p": 0.0, "mixup_alpha": 0.0},
-    },
-}
+RECIPE_KINDS = ("recipes", "teachers")  # packaged folders, searched in this order
+
+DISTILL_RECIPE = "baseline24_kd"  # what `asc distill` trains when neither --recipe nor --model is given
 
 # Default recipe per model when none is named.
 MODEL_RECIPES = {"baseline24": "baseline24", "cpmobile": "cpmobile23_kd", "passt": "passt_teacher",
                  "cpresnet": "cpresnet_teacher"}
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe file: its name (packaged name or the path given), where it was read, content and hash."""
+
+    name: str
+    source: str  # packaged folder ("recipes", "teachers") or "file"
+    path: str
+    text: str
+    values: dict[str, Any]
+    sha256: str
+
+    @property
+    def description(self) -> str:
+        """The first comment line of the file."""
+        for line in self.text.splitlines():
+            if line.startswith("#"):
+                return line.lstrip("#").strip()
+        return ""
+
+
 def list_recipes() -> list[str]:
-    return list(RECIPES)
+    """Names of the packaged recipes (students and fine-tuning first, then teachers)."""
+    return [name for kind in RECIPE_KINDS for name in resources.names(kind)]
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A packaged recipe by name, or a recipe TOML file by path; its values are checked against TrainConfig."""
+    found: Traversable = resources.locate(RECIPE_KINDS, name_or_path, "recipe")
+    data = found.read_bytes()
+    values = read_toml(found)
+    try:
+        from_dict(TrainConfig, merge(to_dict(TrainConfig()), values))
+    except ConfigError as e:
+        raise ConfigError(f"{found}: {e}") from None
+    text = str(name_or_path)
+    if isinstance(name_or_path, os.PathLike) or resources.is_path(text):
+        source, name = "file", str(Path(text).expanduser().resolve())
+    else:
+        source, name = next(k for k in RECIPE_KINDS if text in resources.names(k)), text
+    return Recipe(name=name, source=source, path=str(found), text=data.decode("utf-8"), values=values,
+                  sha256=hashlib.sha256(data).hexdigest())
 
 
 def get_recipe(name: str) -> dict[str, Any]:
-    if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
-    return RECIPES[name]
+    """The TrainConfig values of a recipe (name or path)."""
+    return load_recipe(name).values
 
 
 def default_recipe(model: str) -> str:
@@ -80,15 +83,20 @@ def default_recipe(model: str) -> str:
     return MODEL_RECIPES.get(model, "baseline24")
 
 
-def build_config(recipe: str | None = None, config_file: str | Path | None = None,
+# name -> values of every packaged recipe (read once; reports compare runs with them)
+RECIPES: dict[str, dict[str, Any]] = {name: get_recipe(name) for name in list_recipes()}
+
+
+def build_config(recipe: str | Path | None = None, config_file: str | Path | None = None,
                  overrides: list[str] | None = None, base: TrainConfig | None = None,
                  defaults: dict[str, Any] | None = None, **values: Any) -> TrainConfig:
-    """TrainConfig defaults (or ``base``) <- ``defaults`` <- recipe <- TOML file <- ``values`` (explicit settings,
-    e.g. CLI flags; None values are skipped) <- dotted overrides."""
+    """TrainConfig defaults (or ``base``) <- ``defaults`` <- recipe (name or path) <- TOML file <- ``values``
+    (explicit settings, e.g. CLI flags; None values are skipped) <- dotted overrides."""
     data = to_dict(base if base is not None else TrainConfig())
     data = merge(data, defaults or {})
     if recipe:
-        data = merge(data, {**get_recipe(recipe), "recipe": recipe})
+        found = load_recipe(recipe)
+        data = merge(data, {**found.values, "recipe": found.name, "recipe_sha256": found.sha256})
     if config_file is not None:
         data = merge(data, read_toml(config_file))
     data = merge(data, {k: v for k, v in values.items() if v is not None})

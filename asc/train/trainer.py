@@ -68,6 +68,10 @@ from asc.train.selection import (VALIDATION_FILE, check_validation, selection_re
                                  validations_since)
 from asc.train.teaching import OnlineTeachers
 
+# tqdm creates its write lock lazily, importing multiprocessing on the way; a Ctrl-C landing inside that import
+# leaves tqdm without a lock, and every later tqdm.write fails. Create it now, before any run can be interrupted.
+tqdm.get_lock()
+
 # Keys of TrainConfig that may change between an interrupted run and its resumption.
 RUNTIME_KEYS = ("progress", "num_workers", "device", "eval_batch_size", "cache_dir")
 

@@ -1,7 +1,7 @@
 """The search space of ``asc tune``: a TOML file (``SPACE.toml``) parsed into a :class:`SearchSpace`::
 
     objectives = ["macro_accuracy"]        # or ["macro_accuracy", "macs"] / ["macro_accuracy", "param_bytes"]
-    budget = "dcase2024"                   # edition in complexity/, or a budget TOML file
+    budget = "dcase2024"                   # a packaged edition (asc/resources/complexity/) or a budget TOML file
     precision = "int8"                     # deployed precision of the parameters ("" = the edition's default)
 
     [train]                                # the base run: recipe, then TrainConfig keys, then dotted overrides
@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import optuna
 
+from asc import resources
 from asc.complexity import BYTES_PER_PARAM, load_budget
 from asc.config import from_dict, read_toml, to_dict
 from asc.errors import AscError, ConfigError
@@ -236,8 +237,9 @@ class SearchSpace:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    """Parse and check a search-space TOML file."""
-    path = Path(path)
+    """Parse and check a search-space TOML file (a path, or the name of a packaged example such as
+    ``cpmobile_kd``)."""
+    path = resources.locate("tune", path, "search space")
     raw = read_toml(path)
     where = str(path)
     params_raw = raw.pop("params", None)
