@@ -25,8 +25,9 @@ import numpy as np
 from asc.complexity import SourceOptions, check_source
 from asc.data.cache import load_cache
 from asc.data.check import check_dataset_report
-from asc.data.layout import open_dataset, open_eval_set
+from asc.data.layout import open_eval_set
 from asc.data.synth import SynthConfig, make_synthetic_dataset
+from asc.data.validate import open_dataset
 from asc.evaluate import evaluate
 from asc.export import export_onnx
 from asc.fileio import write_json, write_text

@@ -15,13 +15,14 @@ import numpy as np
 
 from asc.accel import Accel
 from asc.data.dataset import ClipDataset
-from asc.data.layout import normalise_split_name, open_dataset
+from asc.data.layout import normalise_split_name
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError, DatasetError
-from asc.fileio import write_json
+from asc.fileio import check_writable, write_json
 from asc.inference import load_predictor, predict_dataset
 from asc.metrics import compute_metrics
 from asc.plots import plot_confusion
-from asc.runs import default_eval_dir, eval_paths
+from asc.runs import default_eval_dir, eval_paths, run_lock_for
 
 
 def label_mapping(data_labels: list[str], model_labels: list[str], where: str) -> np.ndarray:
@@ -46,6 +47,18 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
         raise ConfigError(f"batch_size: expected a positive number of clips, got {batch_size}")
     model_path = Path(model_path)
     split = normalise_split_name(split)
+    json_path, png_path = eval_paths(out_dir if out_dir is not None else default_eval_dir(model_path), split)
+    check_writable(json_path, "evaluation")
+    with run_lock_for(json_path):  # a run being written is evaluated once its writer is done
+        result = _scores(model_path, data_root, split, batch_size, cache_dir, progress, num_workers, device, autocast)
+        plot_confusion(result, png_path, title=f"{result['model_name']} on {split}: macro accuracy "
+                                               f"{100 * result['macro_accuracy']:.2f} %")
+        write_json(json_path, result)
+    return result
+
+
+def _scores(model_path: Path, data_root: str | Path, split: str, batch_size: int | None, cache_dir, progress: bool,
+            num_workers: int, device: str | Accel, autocast: str) -> dict[str, Any]:
     predictor = load_predictor(model_path, device, autocast)
     layout = open_dataset(data_root)
     dataset = ClipDataset.from_split(layout, split, cache_dir=cache_dir, progress=progress,
@@ -56,11 +69,6 @@ def evaluate(model_path: str | Path, data_root: str | Path, split: str = "test",
     data_labels = dataset.label_array
     model_labels = np.where(data_labels >= 0, to_model[np.maximum(data_labels, 0)], -1)
     metrics = compute_metrics(logits, model_labels, dataset.device_names, list(predictor.labels))
-    result = {"model": str(model_path.resolve()), "model_name": predictor.name,
-              "data_root": str(Path(data_root).resolve()), "split": split,
-              "selection": getattr(predictor, "selection", None), **metrics}
-    json_path, png_path = eval_paths(out_dir if out_dir is not None else default_eval_dir(model_path), split)
-    plot_confusion(metrics, png_path, title=f"{predictor.name} on {split}: macro accuracy "
-                                            f"{100 * metrics['macro_accuracy']:.2f} %")
-    write_json(json_path, result)
-    return result
+    return {"model": str(model_path.resolve()), "model_name": predictor.name,
+            "data_root": str(Path(data_root).resolve()), "split": split,
+            "selection": getattr(predictor, "selection", None), **metrics}

@@ -25,14 +25,15 @@ import numpy as np
 
 from asc.complexity import SourceOptions, check_source
 from asc.config import load_config, to_dict
-from asc.data.layout import DEVICE_GROUPS, open_dataset
+from asc.data.layout import DEVICE_GROUPS
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
 from asc.export import export_model
 from asc.fileio import save_figure, write_json, write_text
 from asc.plots import split_accuracy_figure
 from asc.train.ensemble import ensemble_teachers
-from asc.train.logits import TeacherLogits
+from asc.train.logits import OutdatedStoreError, TeacherLogits
 from asc.train.recipes import build_config, get_recipe
 from asc.train.trainer import fit
 
@@ -140,9 +141,11 @@ def _teachers(cfg: ExperimentConfig, out: Path, split: str, log: Log) -> tuple[l
         _train_run(run, t.recipe, cfg, tsplit, seed, t.overrides)
         runs.append(run)
     store = out / "teachers" / f"split{tsplit}.logits"
-    if store.is_file():
-        provenance = TeacherLogits.load(store, dataset_root=cfg.data).provenance
-    else:
+    try:
+        provenance = TeacherLogits.load(store, dataset_root=cfg.data).provenance if store.is_file() else None
+    except OutdatedStoreError:  # made by an older version: computed again from the same teachers
+        provenance = None
+    if provenance is None:
         provenance = ensemble_teachers(runs, cfg.data, store, split=tsplit, progress=cfg.progress, device=cfg.device,
                                        autocast=cfg.autocast)
     return runs, store, provenance

@@ -49,7 +49,7 @@ from asc.cli import main as asc_main
 from asc.config import to_dict
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset, clip_loader
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.export import export_model
 from asc.fileio import write_json

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from asc.augment import FreqMixStyle, roll, sample_shifts
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset, clip_loader
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.fileio import write_json
 from asc.models.registry import build_frontend_for, build_model

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader
 
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset, clip_loader
-from asc.data.layout import open_dataset, open_eval_set
+from asc.data.layout import open_eval_set
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 

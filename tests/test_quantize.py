@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from asc.config import save_config, to_dict
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.frontend import build_frontend
 from asc.models.registry import build_model, load_bundle, make_config, save_bundle
 from asc.quantize import (ActivationFakeQuant, FreezableBatchNorm2d, QATConfig, QATConv2d, calibrate,

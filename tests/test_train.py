@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from asc.cli import main
 from asc.config import from_dict, read_toml
-from asc.data.layout import open_dataset
+from asc.data.cache import load_cache
 from asc.data.splits import carve_validation
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.models.registry import load_bundle
 from asc.train.config import TrainConfig
@@ -97,7 +98,9 @@ def test_teacher_logits_round_trip_and_errors(synth_data, tmp_path):
     layout = open_dataset(synth_data.dev)
     files = layout.split("100")["filename"].tolist()
     logits = np.random.default_rng(0).normal(size=(len(files), len(layout.labels))).astype(np.float32)
-    store = TeacherLogits.for_dataset(synth_data.dev, files, logits, layout.labels, {"teachers": [{"run": "x"}]})
+    digests = load_cache(synth_data.dev, files, progress=False).digests(files)
+    store = TeacherLogits.for_dataset(synth_data.dev, files, logits, layout.labels, digests,
+                                      {"teachers": [{"run": "x"}]})
     path = store.save(tmp_path / "t.logits")
     assert json.loads((tmp_path / "t.logits.json").read_text())["fingerprint"] == store.fingerprint
 
@@ -225,6 +228,26 @@ class SplitReads(Callback):
         self.events.append(("epoch_end", str(state.epoch)))
 
 
+def _relabel_test_clips(src, dst):
+    """A copy of dataset ``src`` whose test clips all carry one class, consistently: label and the scene in their
+    file names (links to the original audio), in every table, so that the dataset validation accepts it."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("audio"))
+    (dst / "audio").mkdir()
+    test = pd.read_csv(src / "splits" / "test.csv", sep="\t")["filename"]
+    label = sorted(pd.read_csv(src / "meta.csv", sep="\t")["scene_label"])[0]
+    renamed = {f: f"audio/{label}-{f.split('/', 1)[1].split('-', 1)[1]}" for f in test}
+    for f in pd.read_csv(src / "meta.csv", sep="\t")["filename"]:
+        (dst / renamed.get(f, f)).symlink_to(src / f)
+    for table in [dst / "meta.csv", *(dst / "splits").glob("*.csv"), *(dst / "evaluation_setup").glob("*.csv")]:
+        df = pd.read_csv(table, sep="\t")
+        relabel = df["filename"].isin(renamed)
+        if "scene_label" in df.columns:
+            df.loc[relabel, "scene_label"] = label
+        df["filename"] = df["filename"].map(lambda f: renamed.get(f, f))
+        df.to_csv(table, sep="\t", index=False)
+    return dst
+
+
 def test_no_decision_is_made_on_the_test_split(synth_data, tmp_path, monkeypatch):
     """Model selection and early stopping read only the training split; the test split is read after the last epoch,
     and scrambling its labels changes the reported score but not the model."""
@@ -236,16 +259,7 @@ def test_no_decision_is_made_on_the_test_split(synth_data, tmp_path, monkeypatch
     test_reads = [i for i, e in enumerate(events) if e == ("split", "test")]
     assert test_reads and min(test_reads) > last_epoch, events
 
-    scrambled = tmp_path / "scrambled"
-    shutil.copytree(synth_data.dev, scrambled, ignore=shutil.ignore_patterns("audio"))
-    (scrambled / "audio").symlink_to(synth_data.dev / "audio")
-    test_csv = pd.read_csv(scrambled / "splits" / "test.csv", sep="\t")
-    test_csv["scene_label"] = sorted(test_csv["scene_label"])[0]  # every test clip relabelled as one class
-    test_csv.to_csv(scrambled / "splits" / "test.csv", sep="\t", index=False)
-    meta = pd.read_csv(scrambled / "meta.csv", sep="\t")
-    meta = meta.set_index("filename")
-    meta.loc[test_csv["filename"], "scene_label"] = test_csv["scene_label"].to_numpy()
-    meta.reset_index().to_csv(scrambled / "meta.csv", sep="\t", index=False)
+    scrambled = _relabel_test_clips(synth_data.dev, tmp_path / "scrambled")
     b = fit(tiny_config(scrambled, epochs=3, extra=extra), tmp_path / "b")
     a_model = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
     b_model = torch.load(tmp_path / "b" / "checkpoints" / "best.pt", weights_only=False)

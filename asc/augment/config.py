@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from asc.config import bounded
 from asc.errors import ConfigError
 
 # Masking and band jitter of each front end's own recipe (the CPJKU and DCASE baseline code), used where the
@@ -28,17 +29,17 @@ class AugmentConfig:
     batch) -> mixup (``mixup_alpha``; 0 = off). Masking and jitter left unset take the model's front-end recipe.
     """
 
-    dir_p: float = 0.0  # > 0 needs dir_folder
+    dir_p: float = bounded(0.0, ge=0, le=1)  # > 0 needs dir_folder
     dir_folder: str | None = None  # folder of device impulse responses (e.g. MicIRP .wav files)
     dir_devices: list[str] = field(default_factory=lambda: ["a"])
-    roll_samples: int = 3200  # ±0.1 s at 32 kHz; 0 disables the time roll
-    fmin_aug_range: int | None = None  # f_min + randint(fmin_aug_range) per batch
-    fmax_aug_range: int | None = None  # f_max + fmax_aug_range // 2 - randint(fmax_aug_range) per batch
-    freq_mask: int | None = None  # iid per clip: up to freq_mask - 1 consecutive mel bins
-    time_mask: int | None = None  # iid per clip: up to time_mask - 1 consecutive frames
-    mixstyle_p: float = 0.4  # 0 disables Freq-MixStyle
-    mixstyle_alpha: float = 0.3
-    mixup_alpha: float = 0.0
+    roll_samples: int = bounded(3200, ge=0)  # ±0.1 s at 32 kHz; 0 disables the time roll
+    fmin_aug_range: int | None = bounded(None, ge=1)  # f_min + randint(fmin_aug_range) per batch
+    fmax_aug_range: int | None = bounded(None, ge=1)  # f_max + fmax_aug_range // 2 - randint(fmax_aug_range) per batch
+    freq_mask: int | None = bounded(None, ge=0)  # iid per clip: up to freq_mask - 1 consecutive mel bins
+    time_mask: int | None = bounded(None, ge=0)  # iid per clip: up to time_mask - 1 consecutive frames
+    mixstyle_p: float = bounded(0.4, ge=0, le=1)  # 0 disables Freq-MixStyle
+    mixstyle_alpha: float = bounded(0.3, gt=0)
+    mixup_alpha: float = bounded(0.0, ge=0)  # 0 disables mixup
 
 
 def resolve_augment(cfg: AugmentConfig, frontend: str, model_defaults: dict[str, Any] | None = None) -> AugmentConfig:

@@ -14,6 +14,9 @@ def add_command(sub, name: str, handler: Callable[[argparse.Namespace], int], he
     parser = sub.add_parser(name, help=help, description=description or help,
                             epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(handler=handler)
+    parser.add_argument("--no-wait", action="store_true", default=argparse.SUPPRESS,
+                        help="fail at once, naming the holder, when another process holds a lock this command needs "
+                             "(an audio cache being built, a run folder being written) instead of waiting for it")
     return parser
 
 

@@ -26,9 +26,10 @@ def _package(args) -> int:
     cfg = load_package_config(args.config, args.overrides + [f'{k}="{v}"' for k in ("device", "autocast")
                                                              if (v := getattr(args, k))])
     if args.format == "inference-2025":
+        from asc.fileio import check_writable_folder
         from asc.submission.inference2025 import build_inference_package
 
-        folder = build_inference_package(cfg, args.out or "submissions/build")
+        folder = build_inference_package(cfg, check_writable_folder(args.out or "submissions/build"))
         print(f"wrote {folder} (install with: pip install {folder}); complexity per device: "
               f"{folder / folder.name / 'complexity.json'}")
         return 0

@@ -80,6 +80,9 @@ def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--name", help="run name (default: <model>-split<split>-<time>)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run folders go (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run --name from its last epoch")
+    p.add_argument("--allow-leak", action="store_true", default=None,
+                   help="train even if the training split shares recording locations with the test split (an "
+                        "error otherwise: the dev-test score would be inflated)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     add_device_args(p)
@@ -131,13 +134,15 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
         run = RunDir(runs_dir / args.name)
         if not run.has_config():
             raise ConfigError(f"{run}: no run to resume (config.toml missing)")
-        overrides = list(args.overrides) + (["progress=false"] if args.quiet else []) + device_overrides(args)
-        overrides += ["compile=true"] if args.compile else []
+        overrides = [*args.overrides, *(["progress=false"] if args.quiet else []),
+                     *(["allow_leak=true"] if args.allow_leak else []), *device_overrides(args),
+                     *(["compile=true"] if args.compile else [])]
         result = fit(load_train_config(run.config_path, overrides), run.path, resume=True)
         return _report(result, run.path, args.json)
 
     model = args.model or args.default_model
     values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs, "seed": args.seed,
+              "allow_leak": args.allow_leak,
               "progress": False if args.quiet else None,
               "validation": {"fraction": args.val_split, "select": "best"} if args.val_split else None,
               "augment": {"dir_folder": args.dirs} if args.dirs else None, "device": args.device,
@@ -147,10 +152,28 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
         getattr(args, "default_recipe", None) or default_recipe(model)
     cfg = build_config(recipe, args.config, args.overrides, defaults=defaults,
                        **values)
-    name = args.name or f"{cfg.model}{suffix}-split{cfg.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or new_run_name(runs_dir, f"{cfg.model}{suffix}-split{cfg.split}-"
+                                               f"{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = runs_dir / name
     result = fit(dataclasses.replace(cfg, name=name), run_dir)
     return _report(result, run_dir, args.json)
+
+
+def new_run_name(runs_dir: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3`` …: the first whose folder this process creates (two runs started in the
+    same second never share a folder)."""
+    from asc.fileio import check_writable_folder
+
+    check_writable_folder(runs_dir, "runs folder")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        name = base if i == 1 else f"{base}-{i}"
+        try:
+            (runs_dir / name).mkdir()
+            return name
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{runs_dir}: {base} and 999 numbered variants exist; pass --name")
 
 
 def _report(result: dict, run_dir: Path, as_json: bool) -> int:

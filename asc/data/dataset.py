@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from asc.data.cache import AudioCache, load_cache
-from asc.data.layout import EvalSet, Layout, open_dataset, open_eval_set
+from asc.data.layout import EvalSet, Layout, open_eval_set
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 def _codes(values: pd.Series, names: list[str]) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch import nn
 from asc.accel import CPU, Accel
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import first_lines
 from asc.export.graph import ExportError, quiet
 from asc.inference import INPUT_NAME

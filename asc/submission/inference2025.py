@@ -30,7 +30,8 @@ from asc.accel import Accel, resolve
 from asc.complexity import check, fitting_precisions, load_budget, torch_threads
 from asc.config import from_dict
 from asc.data.cache import decode_file
-from asc.data.layout import natural_key, open_dataset
+from asc.data.layout import natural_key
+from asc.data.validate import open_dataset
 from asc.fileio import write_json, write_text
 from asc.frontend import frontend_config
 from asc.inference import TorchPredictor, predict_batches

@@ -21,7 +21,7 @@ from asc.config import load_config
 from asc.data.layout import open_eval_set
 from asc.errors import AscError
 from asc.evaluate import evaluate
-from asc.fileio import atomic_path
+from asc.fileio import atomic_path, check_writable
 from asc.submission import rules as R
 from asc.submission.predict import predict_eval_set
 from asc.submission.validate import validate_system
@@ -198,8 +198,8 @@ def build_package(cfg: PackageConfig, progress: bool = True, warn: Callable[[str
         raise SubmissionError("no [[systems]] in the package config")
     if len(cfg.systems) > R.MAX_SYSTEMS:
         raise SubmissionRejected(f"{len(cfg.systems)} systems; the rules allow at most {R.MAX_SYSTEMS}")
+    out = check_writable(cfg.out or f"submissions/{cfg.lastname}_{cfg.institute}_task1.zip", "submission zip")
     eval_set = open_eval_set(cfg.eval_set)
-    out = Path(cfg.out or f"submissions/{cfg.lastname}_{cfg.institute}_task1.zip")
     report = Path(cfg.technical_report) if cfg.technical_report else None
     if report is not None and not report.is_file():
         raise SubmissionError(f"{report}: technical report not found")

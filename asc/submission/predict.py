@@ -10,7 +10,7 @@ import pandas as pd
 from asc.accel import Accel
 from asc.data.dataset import ClipDataset
 from asc.data.layout import open_eval_set
-from asc.fileio import atomic_path
+from asc.fileio import atomic_path, check_writable
 from asc.inference import load_predictor, predict_dataset
 from asc.metrics import softmax
 from asc.submission.rules import eval_basename
@@ -36,6 +36,8 @@ def predict_eval_set(model_path: str | Path, eval_root: str | Path, out: str | P
                      progress: bool = True, device: str | Accel = "auto", autocast: str = "auto") -> pd.DataFrame:
     """Predict every file of an evaluation set (a run, bundle or ONNX model) on ``device``; optionally write the
     output CSV. ``batch_size``: clips per batch (default: the device's)."""
+    if out is not None:
+        check_writable(out, "output CSV")
     predictor = load_predictor(model_path, device, autocast)
     eval_set = open_eval_set(eval_root)
     devices = sorted({d for d in eval_set.files["device_id"] if d})

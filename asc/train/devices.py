@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from asc.config import to_dict
-from asc.data.layout import natural_key, open_dataset
+from asc.data.layout import natural_key
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
 from asc.fileio import write_json

@@ -28,7 +28,8 @@ from tqdm import tqdm
 from asc.accel import Accel, resolve
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset, clip_loader
-from asc.data.layout import normalise_split_name, open_dataset
+from asc.data.layout import normalise_split_name
+from asc.data.validate import open_dataset
 from asc.fileio import file_digest, write_bytes
 from asc.inference import iter_logits, load_predictor
 from asc.metrics import compute_metrics
@@ -172,8 +173,9 @@ def _merge(runs, predictors, layout, dataset: ClipDataset, table: pd.DataFrame, 
                   "teachers": teachers, "ensemble": _brief(ensemble), "combine": "mean of logits",
                   "device": str(predictors[0].accel.device), "precision": predictors[0].accel.precision,
                   "processes": world}
-    store = TeacherLogits.for_dataset(layout.root, dataset.filenames[:n_covered], mean[:n_covered], layout.labels,
-                                      provenance)
+    covered = dataset.filenames[:n_covered]
+    store = TeacherLogits.for_dataset(layout.root, covered, mean[:n_covered], layout.labels,
+                                      dataset.cache.digests(covered), provenance)
     store.save(out)
     return store.provenance
 

@@ -55,10 +55,10 @@ from asc.augment import TrainAugment, mix, resolve_augment
 from asc.config import to_dict
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset, clip_loader
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
-from asc.fileio import write_json, write_text
+from asc.fileio import check_writable_folder, write_json, write_text
 from asc.frontend import MOVED_TO_AUGMENT, build_frontend, frontend_config
 from asc.inference import TorchPredictor, predict_dataset
 from asc.metrics import compute_metrics
@@ -204,9 +204,14 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     from the registry; its state dict is what the checkpoints hold.
     """
     run_dir = Path(run_dir)
+    if not cfg.data:
+        raise ConfigError("data: the dataset root is not set (--data ROOT or data = \"...\" in the config)")
+    check_writable_folder(run_dir, "run folder")
+    open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)  # before anything is written
     ddp = init_distributed(cfg.device)
     try:
-        with RunDir(run_dir).lock() if ddp.main else contextlib.nullcontext():
+        # a new run refuses a folder another process is writing at once; a resumed one waits for it
+        with RunDir(run_dir).lock(wait=None if resume else False) if ddp.main else contextlib.nullcontext():
             return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
     finally:
         if ddp.owns_group:
@@ -217,7 +222,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
          ddp: Dist) -> dict[str, Any]:
     accel = resolve(cfg.device, cfg.autocast, ddp.local_rank)
     device = accel.device
-    layout = open_dataset(cfg.data)
+    layout = open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
     run = RunDir(run_dir)
     checkpoint = _check_run_dir(cfg, run, resume)
@@ -261,7 +266,8 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     if cfg.kd.teacher_logits:
         store = TeacherLogits.load(cfg.kd.teacher_logits)
         store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
-        teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
+        store.check_audio(train_ds.cache, train_ds.filenames, source=cfg.kd.teacher_logits)
+        teacher = torch.from_numpy(store.for_files(train_ds.filenames))
     elif cfg.kd.teachers:
         teacher = OnlineTeachers(cfg.kd.teachers, layout.labels, sample_rate, accel, cfg.channels_last)
 
