@@ -1,7 +1,8 @@
 """Typed dataclass configs: load from TOML, override with dotted ``key=value`` strings, dump back to TOML.
 
 Every config in the toolkit is a (possibly nested) dataclass. ``load_config(Cls, path, ["train.lr=1e-3"])``
-builds one; unknown keys and values of the wrong type are errors that name the key.
+builds one; unknown keys, values of the wrong type and values outside a field's declared range (:func:`bounded`)
+are errors that name the key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,31 @@ from asc.fileio import write_text
 T = TypeVar("T")
 
 
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A dataclass field whose value (each item, for a list or tuple) must be finite and lie in the given range;
+    checked by :func:`from_dict`, so a bad TOML value or ``-o key=value`` override is refused before any work."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    if isinstance(default, (list, tuple)):
+        return dataclasses.field(default_factory=lambda: copy.copy(default), metadata={"bounds": bounds})
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+_RELATIONS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+              "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def _check_bounds(value: Any, bounds: dict[str, float], key: str) -> None:
+    items = enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)]
+    for i, item in items:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if not math.isfinite(item) or any(not _RELATIONS[k][1](item, b) for k, b in bounds.items()):
+            rule = " and ".join(f"{_RELATIONS[k][0]} {b:g}" for k, b in bounds.items())
+            raise ConfigError(f"{key}{'' if i is None else f'[{i}]'}: {item!r} is out of range; expected a finite "
+                              f"value {rule}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a nested dict, checking keys and converting scalar types."""
     if not isinstance(data, dict):
@@ -37,7 +63,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         )
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, key)
+        if fields[name].metadata.get("bounds"):
+            _check_bounds(kwargs[name], fields[name].metadata["bounds"], key)
     return cls(**kwargs)
 
 

@@ -25,8 +25,9 @@ import numpy as np
 from asc.complexity import SourceOptions, check_source
 from asc.data.cache import load_cache
 from asc.data.check import check_dataset_report
-from asc.data.layout import open_dataset, open_eval_set
+from asc.data.layout import open_eval_set
 from asc.data.synth import SynthConfig, make_synthetic_dataset
+from asc.data.validate import open_dataset
 from asc.evaluate import evaluate
 from asc.export import export_onnx
 from asc.fileio import write_json, write_text
@@ -57,6 +58,8 @@ class DemoConfig:
     splits: list[str] = field(default_factory=lambda: ["5", "10", "25", "50", "100"])
     focus_split: str = "25"  # compared over seeds, exported, predicted
     dirs: str = ""  # folder of device impulse responses for DIR augmentation (optional)
+    device: str = "auto"  # where models train and predict: auto, cpu, cuda, cuda:N (asc.accel)
+    autocast: str = "auto"  # mixed precision of the PyTorch models: auto (GPU only), off, bf16, fp16
     progress: bool = True
 
 
@@ -94,7 +97,8 @@ def _train(cfg: DemoConfig, runs: Path, name: str, recipe: str, model: str, spli
     kd = {"teachers": [str(t) for t in teachers], "teacher_logits": ""} if teachers else None
     train_cfg = build_config(recipe, None, overrides, name=name, model=model, split=split,
                              data=str(Path(cfg.out, "data", "dev").resolve()), epochs=epochs,
-                             batch_size=cfg.batch_size, seed=seed, progress=cfg.progress, augment=augment, kd=kd)
+                             batch_size=cfg.batch_size, seed=seed, progress=cfg.progress, device=cfg.device,
+                             autocast=cfg.autocast, augment=augment, kd=kd)
     fit(train_cfg, run.path, resume=run.last_checkpoint.is_file())
     return run.path
 
@@ -183,13 +187,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     def export_int8():
         if not onnx.is_file():
             export_onnx(focus, onnx, precision="int8", data_root=data / "dev", n_calibration=128,
-                        calibration_split=cfg.focus_split)
-        return evaluate(onnx, data / "dev", progress=cfg.progress)
+                        calibration_split=cfg.focus_split, device=cfg.device)
+        return evaluate(onnx, data / "dev", progress=cfg.progress, device=cfg.device)
 
     int8_metrics = steps.run("quantize the student to INT8 ONNX and evaluate it in ONNX Runtime", export_int8)
     predictions = out / "predictions" / f"student-kd-split{cfg.focus_split}.int8.output.csv"
     steps.run("predict the evaluation set with the INT8 model",
-              lambda: predict_eval_set(onnx, data / "eval", predictions, progress=cfg.progress))
+              lambda: predict_eval_set(onnx, data / "eval", predictions, progress=cfg.progress, device=cfg.device))
 
     def package():
         pcfg = PackageConfig(
@@ -198,7 +202,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
             systems=[SystemConfig(index=1, name=f"{cfg.student} distilled from {cfg.teacher}", abbreviation="ASC-KD",
                                   models={s: str(p) for s, p in students.items()}, precision="fp16",
                                   source_code="https://github.com/asc-toolkit/asc")],
-            out=str(out / "submission" / "Demo_ASC_task1.zip"))
+            out=str(out / "submission" / "Demo_ASC_task1.zip"), device=cfg.device, autocast=cfg.autocast)
         path = build_package(pcfg, progress=cfg.progress, warn=log)
         return path, errors(validate_zip(path, rules_for(data / "eval", layout.labels)))
 

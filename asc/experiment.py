@@ -25,13 +25,15 @@ import numpy as np
 
 from asc.complexity import SourceOptions, check_source
 from asc.config import load_config, to_dict
-from asc.data.layout import DEVICE_GROUPS, open_dataset
+from asc.data.layout import DEVICE_GROUPS
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
 from asc.export import export_model
 from asc.fileio import save_figure, write_json, write_text
 from asc.plots import split_accuracy_figure
-from asc.train.logits import TeacherLogits, ensemble_teachers
+from asc.train.ensemble import ensemble_teachers
+from asc.train.logits import OutdatedStoreError, TeacherLogits
 from asc.train.recipes import build_config, get_recipe
 from asc.train.trainer import fit
 
@@ -73,6 +75,8 @@ class ExperimentConfig:
     overrides: list[str] = field(default_factory=list)  # applied to every student and teacher run
     int8: bool = True  # export every student to INT8 ONNX and score it
     edition: str = "dcase2024"  # complexity budget of the table
+    device: str = "auto"  # where every run trains and every model is scored (asc.accel)
+    autocast: str = "auto"  # mixed precision of the PyTorch runs
     progress: bool = True
 
 
@@ -120,10 +124,8 @@ def _train_run(run_dir: Path, recipe: str, cfg: ExperimentConfig, split: str, se
         return json.loads(done.read_text())
     augment = {"dir_folder": cfg.dirs} if cfg.dirs else None
     train_cfg = build_config(recipe, overrides=[*cfg.overrides, *overrides], data=str(cfg.data), split=split,
-                             seed=seed, name=f"{run_dir.parent.name}-{run_dir.name}", progress=cfg.progress, augment=augment, kd=kd)
-    if train_cfg.augment.dir_p > 0 and not train_cfg.augment.dir_folder:
-        raise ConfigError(f"recipe {recipe} uses DIR augmentation (dir_p {train_cfg.augment.dir_p}): pass the "
-                          f"impulse responses (--dirs FOLDER) or switch it off (-o augment.dir_p=0)")
+                             seed=seed, name=f"{run_dir.parent.name}-{run_dir.name}", progress=cfg.progress,
+                             device=cfg.device, autocast=cfg.autocast, augment=augment, kd=kd)
     return fit(train_cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").is_file())
 
 
@@ -139,10 +141,13 @@ def _teachers(cfg: ExperimentConfig, out: Path, split: str, log: Log) -> tuple[l
         _train_run(run, t.recipe, cfg, tsplit, seed, t.overrides)
         runs.append(run)
     store = out / "teachers" / f"split{tsplit}.logits"
-    if store.is_file():
-        provenance = TeacherLogits.load(store, dataset_root=cfg.data).provenance
-    else:
-        provenance = ensemble_teachers(runs, cfg.data, store, split=tsplit, progress=cfg.progress)
+    try:
+        provenance = TeacherLogits.load(store, dataset_root=cfg.data).provenance if store.is_file() else None
+    except OutdatedStoreError:  # made by an older version: computed again from the same teachers
+        provenance = None
+    if provenance is None:
+        provenance = ensemble_teachers(runs, cfg.data, store, split=tsplit, progress=cfg.progress, device=cfg.device,
+                                       autocast=cfg.autocast)
     return runs, store, provenance
 
 
@@ -153,8 +158,9 @@ def _int8(run: Path, cfg: ExperimentConfig, split: str) -> dict[str, Any]:
     if done.is_file():
         return json.loads(done.read_text())
     if not onnx.is_file():
-        export_model(run, onnx, precision="int8", data_root=cfg.data, calibration_split=split)
-    return evaluate(onnx, cfg.data, split="test", out_dir=run / "export" / "eval", progress=cfg.progress)
+        export_model(run, onnx, precision="int8", data_root=cfg.data, calibration_split=split, device=cfg.device)
+    return evaluate(onnx, cfg.data, split="test", out_dir=run / "export" / "eval", progress=cfg.progress,
+                    device=cfg.device)
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, log: Log = print) -> dict[str, Any]:

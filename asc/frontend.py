@@ -2,12 +2,19 @@
 
 ``baseline24`` is the DCASE 2024/2025 baseline's torchaudio mel; ``cpjku23`` is the CPJKU 2023 front end
 (pre-emphasis, Kaldi mel banks, fixed normalisation) used by CP-Mobile and, with hop 750, by CP-ResNet; ``passt``
-is the same recipe at PaSST's resolution. Train-time augmentation that belongs to the front end (frequency and
-time masking, fmax jitter) runs only in training mode; ``.eval()`` is deterministic.
+is the same recipe at PaSST's resolution. A front end is deterministic: the training perturbations that act on its
+input or output (masking, the CPJKU mel-band jitter) belong to the augmentation pipeline (``asc.augment``), which
+passes a jittered band to :meth:`CPJKUFrontend.forward` and masks with the front end's :attr:`mask_value`.
+
+The spectrogram is computed in float32 whatever the autocast context (power mels overflow fp16) as frames ->
+window -> real FFT -> power (:func:`power_frames`, the power of ``torch.stft(center=True)`` in fewer passes over
+memory), and the mel projection touches only each filter group's band of FFT bins (:class:`MelProjection`): the same
+numbers as a dense filterbank product at a sixteenth of its multiplications (benchmarks/device_throughput.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +26,10 @@ from asc.config import from_dict, to_dict
 from asc.errors import ConfigError
 
 LOG_OFFSET = 1e-5
+# Augmentation settings that front-end configs held before they moved to the ``augment`` section; configs of older
+# bundles still carry them and they are dropped when read (a front end in eval mode never used them).
+MOVED_TO_AUGMENT = ("freq_mask", "time_mask", "fmin_aug_range", "fmax_aug_range")
+MEL_GROUPS = 16  # filter groups of the banded mel projection
 
 
 @dataclass
@@ -32,8 +43,6 @@ class Baseline24FrontendConfig:
     n_mels: int = 256
     f_min: float = 0.0
     f_max: float | None = None
-    freq_mask: int = 48  # train: FrequencyMasking(freq_mask, iid_masks=True) on the power mel (masked -> log 1e-5)
-    time_mask: int = 0
 
 
 @dataclass
@@ -48,10 +57,6 @@ class CPJKUFrontendConfig:
     f_min: float = 0.0
     f_max: float = 15500.0
     preemphasis: float = 0.97
-    fmin_aug_range: int = 1  # train: f_min + randint(fmin_aug_range) (1 = no jitter)
-    fmax_aug_range: int = 1000  # train: f_max + fmax_aug_range // 2 - randint(fmax_aug_range) -> [15001, 16000]
-    freq_mask: int = 48  # train, on the log mel before normalisation
-    time_mask: int = 0
 
 
 @dataclass
@@ -62,86 +67,107 @@ class PasstFrontendConfig(CPJKUFrontendConfig):
     win_length: int = 800
     hop_length: int = 320
     n_mels: int = 128
-    time_mask: int = 20
 
 
-def _maskers(freq_mask: int, time_mask: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    if freq_mask > 0:
-        layers.append(torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True))
-    if time_mask > 0:
-        layers.append(torchaudio.transforms.TimeMasking(time_mask, iid_masks=True))
-    return nn.Sequential(*layers)
+def power_frames(waveform: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor) -> torch.Tensor:
+    """|STFT|² [B, frames, n_fft // 2 + 1] of ``waveform`` [B, T], as ``torch.stft(center=True,
+    pad_mode="reflect")`` computes it with ``window`` (zero-padded to ``n_fft``, centred), in fewer passes over
+    memory: frames are windowed straight into an ``n_fft``-wide buffer and the power is re² + im² of one product."""
+    pad = n_fft // 2
+    padded = nn.functional.pad(waveform.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    spectrum = torch.view_as_real(torch.fft.rfft(padded.unfold(-1, n_fft, hop_length) * window))
+    squares = spectrum * spectrum
+    return squares[..., 0] + squares[..., 1]
+
+
+def centred_window(window: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """``window`` zero-padded on both sides to ``n_fft`` samples, as ``torch.stft`` places it."""
+    left = (n_fft - len(window)) // 2
+    return nn.functional.pad(window, (left, n_fft - len(window) - left))
+
+
+class MelProjection(nn.Module):
+    """``power [B, frames, bins] -> mel [B, 1, mels, frames]`` with a fixed filterbank ``banks`` [mels, bins]: the
+    filters in :data:`MEL_GROUPS` groups, each multiplied with only the bins where its filters are non-zero."""
+
+    def __init__(self, banks: torch.Tensor, groups: int = MEL_GROUPS):
+        super().__init__()
+        self.spans: list[tuple[int, int]] = []
+        n_mels = banks.shape[0]
+        for g in range(min(groups, n_mels)):
+            rows = banks[g * n_mels // groups:(g + 1) * n_mels // groups]
+            bins = rows.abs().sum(0).nonzero().flatten()
+            lo, hi = (int(bins[0]), int(bins[-1]) + 1) if len(bins) else (0, 1)
+            self.register_buffer(f"block{g}", rows[:, lo:hi].t().contiguous(), persistent=False)
+            self.spans.append((lo, hi))
+
+    def forward(self, power: torch.Tensor) -> torch.Tensor:
+        rows = power.reshape(-1, power.shape[-1])
+        parts = [rows[:, lo:hi] @ getattr(self, f"block{g}") for g, (lo, hi) in enumerate(self.spans)]
+        return torch.cat(parts, -1).view(*power.shape[:-1], -1).transpose(1, 2).unsqueeze(1)
 
 
 class Baseline24Frontend(nn.Module):
     """The DCASE 2024/2025 baseline log-mel (256 mels, 65 frames per second)."""
 
     name = "baseline24"
+    mask_value = math.log(LOG_OFFSET)  # a masked bin: masking zeroes the power mel before the log
 
     def __init__(self, config: Baseline24FrontendConfig | None = None):
         super().__init__()
         self.config = config or Baseline24FrontendConfig()
         c = self.config
         self.sample_rate = c.sample_rate
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=c.sample_rate, n_fft=c.n_fft, win_length=c.win_length, hop_length=c.hop_length,
-            n_mels=c.n_mels, f_min=c.f_min, f_max=c.f_max)
-        self.augment = _maskers(c.freq_mask, c.time_mask)
+        self.register_buffer("window", centred_window(torch.hann_window(c.win_length), c.n_fft), persistent=False)
+        banks = torchaudio.functional.melscale_fbanks(c.n_fft // 2 + 1, c.f_min, c.f_max or c.sample_rate / 2,
+                                                      c.n_mels, c.sample_rate)
+        self.mel = MelProjection(banks.t())
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        c = self.config
         with torch.autocast(waveform.device.type, enabled=False):  # power mels overflow fp16
-            x = self.mel(waveform.float().unsqueeze(1))
-        if self.training:
-            x = self.augment(x)
-        return (x + LOG_OFFSET).log()
+            power = power_frames(waveform.float(), c.n_fft, c.hop_length, self.window)
+            return (self.mel(power) + LOG_OFFSET).log()
 
 
 class CPJKUFrontend(nn.Module):
-    """The CPJKU DCASE 2023 log-mel (``cpjku23``; ``passt`` with its own config)."""
+    """The CPJKU DCASE 2023 log-mel (``cpjku23``; ``passt`` with its own config).
+
+    ``forward(waveform, band=(f_min, f_max))`` uses mel banks over that band instead of the configured one (the
+    CPJKU training recipe's band jitter, drawn by ``asc.augment``).
+    """
+
+    mask_value = 4.5 / 5.0  # a masked bin: masking zeroes the log mel before the normalisation
 
     def __init__(self, config: CPJKUFrontendConfig | None = None, name: str = "cpjku23"):
         super().__init__()
         self.config = config or CPJKUFrontendConfig()
         self.name = name
         c = self.config
-        if c.fmin_aug_range < 1 or c.fmax_aug_range < 1:
-            raise ConfigError(f"front end {name}: fmin_aug_range and fmax_aug_range must be >= 1 (1 = no jitter)")
         self.sample_rate = c.sample_rate
         self.register_buffer("preemphasis_kernel", torch.tensor([[[-c.preemphasis, 1.0]]]), persistent=False)
-        self.register_buffer("window", torch.hann_window(c.win_length, periodic=False), persistent=False)
-        self.register_buffer("mel_basis", self._mel_basis(c.f_min, c.f_max), persistent=False)
-        self.augment = _maskers(c.freq_mask, c.time_mask)
+        self.register_buffer("window", centred_window(torch.hann_window(c.win_length, periodic=False), c.n_fft),
+                             persistent=False)
+        self.mel = MelProjection(self.mel_banks(c.f_min, c.f_max))
 
-    def _mel_basis(self, f_min: float, f_max: float) -> torch.Tensor:
+    def mel_banks(self, f_min: float, f_max: float) -> torch.Tensor:
+        """Kaldi mel banks [n_mels, n_fft // 2 + 1] over ``f_min`` … ``f_max``."""
         c = self.config
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
             c.n_mels, c.n_fft, float(c.sample_rate), f_min, f_max,
             vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0)
         return nn.functional.pad(banks, (0, 1))  # Kaldi banks omit the Nyquist bin
 
-    def sample_band(self) -> tuple[float, float]:
-        """(f_min, f_max) of the mel banks: jittered in training mode, the configured band in eval mode."""
+    def forward(self, waveform: torch.Tensor, band: tuple[float, float] | None = None) -> torch.Tensor:
         c = self.config
-        if not self.training:
-            return c.f_min, c.f_max
-        return (c.f_min + int(torch.randint(c.fmin_aug_range, (1,))),
-                c.f_max + c.fmax_aug_range // 2 - int(torch.randint(c.fmax_aug_range, (1,))))
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        mel_basis = self.mel_basis
-        if self.training:
-            mel_basis = self._mel_basis(*self.sample_band()).to(waveform.device)
         with torch.autocast(waveform.device.type, enabled=False):  # power mels overflow fp16
             x = nn.functional.conv1d(waveform.float().unsqueeze(1), self.preemphasis_kernel).squeeze(1)
-            spec = torch.stft(x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=self.window,
-                              center=True, normalized=False, return_complex=True)
-            power = torch.view_as_real(spec).pow(2).sum(-1)
-            x = (torch.matmul(mel_basis, power) + LOG_OFFSET).log().unsqueeze(1)
-        if self.training:
-            x = self.augment(x)
-        return (x + 4.5) / 5.0
+            power = power_frames(x, c.n_fft, c.hop_length, self.window)
+            if band is None:
+                mel = self.mel(power)
+            else:
+                mel = (power @ self.mel_banks(*band).to(power.device).t()).transpose(1, 2).unsqueeze(1)
+            return ((mel + LOG_OFFSET).log() + 4.5) / 5.0
 
 
 FRONTENDS: dict[str, tuple[type, Any]] = {
@@ -152,11 +178,12 @@ FRONTENDS: dict[str, tuple[type, Any]] = {
 
 
 def frontend_config(name: str, config: dict[str, Any] | None = None):
-    """The typed config of front end ``name`` (defaults <- ``config``)."""
+    """The typed config of front end ``name`` (defaults <- ``config``, without the keys that moved to augment)."""
     if name not in FRONTENDS:
         raise ConfigError(f"unknown front end {name!r}; known front ends: {', '.join(FRONTENDS)}")
     cls, _ = FRONTENDS[name]
-    return from_dict(cls, {**to_dict(cls()), **(config or {})}, where=f"front end {name}")
+    given = {k: v for k, v in (config or {}).items() if k not in MOVED_TO_AUGMENT}
+    return from_dict(cls, {**to_dict(cls()), **given}, where=f"front end {name}")
 
 
 def build_frontend(name: str, config: dict[str, Any] | None = None) -> nn.Module:
@@ -167,12 +194,7 @@ def build_frontend(name: str, config: dict[str, Any] | None = None) -> nn.Module
 
 @torch.no_grad()
 def input_shape(frontend: nn.Module, seconds: float = 1.0) -> tuple[int, int, int, int]:
-    """(1, 1, F, T): the eval-mode output shape of a clip of ``seconds`` (what MACs are counted on)."""
-    was_training = frontend.training
-    frontend.eval()
-    try:
-        device = next((b.device for b in frontend.buffers()), torch.device("cpu"))
-        out = frontend(torch.zeros(1, int(round(seconds * frontend.sample_rate)), device=device))
-    finally:
-        frontend.train(was_training)
+    """(1, 1, F, T): the output shape of a clip of ``seconds`` (what MACs are counted on)."""
+    device = next((b.device for b in frontend.buffers()), torch.device("cpu"))
+    out = frontend(torch.zeros(1, int(round(seconds * frontend.sample_rate)), device=device))
     return tuple(out.shape)

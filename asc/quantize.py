@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asc.accel import resolve
 from asc.config import apply_overrides, from_dict
 from asc.errors import CheckpointError, ConfigError
 from asc.evaluate import evaluate
@@ -37,7 +38,7 @@ from asc.fileio import write_json
 from asc.frontend import input_shape
 from asc.models.registry import load_bundle
 from asc.runs import RunDir, resolve_checkpoint
-from asc.train.config import TrainConfig
+from asc.train.config import TrainConfig, migrate
 from asc.train.trainer import fit
 
 WEIGHT_QMIN, WEIGHT_QMAX = -127, 127  # ORT's symmetric int8 weights
@@ -297,7 +298,7 @@ def qat_train_config(run: str | Path, config: QATConfig, out_dir: Path, data_roo
     cosine schedule without warm-up; ``overrides`` (dotted ``key=value``) last."""
     run = Path(run)
     bundle = load_bundle(run)
-    data = _source_config(run, bundle)
+    data = migrate(_source_config(run, bundle))
     if config.epochs < 1:
         raise ConfigError(f"epochs: QAT needs at least one epoch, got {config.epochs}")
     lr = config.lr if config.lr is not None else float(data.get("optim", {}).get("lr", 1e-3)) / 10
@@ -328,13 +329,14 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
     frontend = bundle.frontend.eval()
     waves = split_waveforms(cfg.data, cfg.split, config.n_calibration, frontend.sample_rate,
                             cache_dir=cfg.cache_dir or None)
-    calib = calibration_logmels(waves, frontend, input_shape(frontend), None, f"{cfg.data} split {cfg.split}")
+    calib = calibration_logmels(waves, frontend, input_shape(frontend), None, f"{cfg.data} split {cfg.split}",
+                                resolve(cfg.device, "off"))
     model = prepare_qat(bundle.model.train(), ema=config.ema)
     # The trainer scores the network it was given: the fake-INT8 model with its best weights.
     fake = fit(cfg, out_dir, resume=resume, callbacks=[QATCallback(config, calib)], model=model)
     run_dir = RunDir(out_dir)
     floating = evaluate(out_dir, cfg.data, split="test", out_dir=run_dir.float_eval_dir,
-                        cache_dir=cfg.cache_dir or None, progress=progress)
+                        cache_dir=cfg.cache_dir or None, progress=progress, device=cfg.device, autocast=cfg.autocast)
     keys = ("macro_accuracy", "accuracy", "log_loss")
     summary: dict[str, Any] = {
         "run": str(out_dir), "source": str(run), "config": dataclasses.asdict(config),
@@ -343,9 +345,9 @@ def run_qat(run: str | Path, config: QATConfig | None = None, out_dir: str | Pat
     }
     if config.export:
         report = export_model(out_dir, run_dir.export_path("int8"), precision="int8", data_root=cfg.data,
-                              calibration_split=cfg.split, cache_dir=cfg.cache_dir or None)
+                              calibration_split=cfg.split, cache_dir=cfg.cache_dir or None, device=cfg.device)
         metrics = evaluate(report.path, cfg.data, split="test", out_dir=run_dir.export_eval_dir,
-                           cache_dir=cfg.cache_dir or None, progress=progress)
+                           cache_dir=cfg.cache_dir or None, progress=progress, device=cfg.device)
         summary["export"] = report.to_dict()
         summary["int8"] = {k: metrics[k] for k in keys}
     write_json(run_dir.summary_path("qat"), summary)

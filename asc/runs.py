@@ -23,19 +23,17 @@ whose dict :func:`asc.models.registry.bundle_dict` makes) is written by :func:`w
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import socket
-import time
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from asc.config import load_config, read_toml, save_config
-from asc.errors import AscError, CheckpointError
+from asc.errors import CheckpointError
 from asc.fileio import atomic_path, write_text
+from asc.locks import LockBusyError, hold
 
 BUNDLE_FORMAT = "asc.bundle/1"
 CHECKPOINTS = ("model", "last")  # which checkpoint of a run: the one representing its model, or the latest
@@ -43,7 +41,7 @@ CHECKPOINTS = ("model", "last")  # which checkpoint of a run: the one representi
 T = TypeVar("T")
 
 
-class RunLockedError(AscError):
+class RunLockedError(LockBusyError):
     """Another process is writing the run folder."""
 
 
@@ -209,34 +207,23 @@ class RunDir:
     def lock_path(self) -> Path:
         return self.path / ".lock"
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator["RunDir"]:
-        """Hold the run folder's exclusive lock while writing it (``fcntl.flock`` on ``.lock``, released when the
-        block ends or the process dies). A second writer gets :class:`RunLockedError` naming the holder."""
+    def lock(self, wait: bool | None = None) -> contextlib.AbstractContextManager:
+        """Hold the run folder's exclusive lock while writing it (``.lock``, :func:`asc.locks.hold`): another
+        process writing it is named and waited for (``wait`` True), or is a :class:`RunLockedError` at once
+        (``wait`` False; None = the process default, CLI ``--no-wait``). A lock left by a dead writer is taken over;
+        the same process may nest it."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunLockedError(f"{self.path}: another process is writing this run ({_holder(fd)}); wait for "
-                                     "it to finish, or stop it and resume") from None
-            holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-            yield self
-        finally:
-            os.close(fd)
+        return hold(self.lock_path, f"the run folder {self.path}", wait, RunLockedError)
 
 
-def _holder(fd: int) -> str:
-    """The lock holder as the lock file names it: "pid 123 on host-a since …"."""
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (ValueError, KeyError, TypeError):
-        return "holder unknown"
+def run_lock_for(output: str | os.PathLike) -> contextlib.AbstractContextManager:
+    """The lock of the run folder ``output`` lies in (``RUN/eval/…``, ``RUN/export/…``, ``RUN/checkpoints/…``), held
+    while a command writes it; a null context for an output outside any run folder."""
+    for folder in list(Path(output).absolute().parents)[:3]:
+        run = RunDir(folder)
+        if run.is_run():
+            return run.lock()
+    return contextlib.nullcontext()
 
 
 def eval_paths(out_dir: str | os.PathLike, split: str) -> tuple[Path, Path]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.fileio import write_json
 

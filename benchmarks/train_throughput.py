@@ -5,9 +5,9 @@ Freq-MixStyle -> forward/backward -> AdamW:
 
 (a) baselines: a Dataset whose ``__getitem__`` decodes the WAV (soundfile), resamples it to 32 kHz
     (``torchaudio.functional.resample``) and rolls it, every item of every epoch; the network in NCHW;
-(b) asc: :class:`asc.data.dataset.ClipDataset` over the memory-mapped cache (decoded and resampled once; its build
-    is timed separately) with the :class:`asc.augment.TimeRoll` hook, the seeded :class:`asc.train.distributed.EpochSampler`, and the
-    network in ``channels_last`` (what :func:`asc.train.trainer.fit` does).
+(b) asc: :func:`asc.data.dataset.clip_loader` slicing the memory-mapped cache (decoded and resampled once; its
+    build is timed separately) in the order of the seeded :class:`asc.train.distributed.EpochSampler`, the roll on the
+    batch (:func:`asc.augment.roll`), and the network in ``channels_last`` (what :func:`asc.train.trainer.fit` does).
 
 Steps of (a) and (b) alternate within one run, so load from other processes affects both alike. Target: (b) >= 3x (a).
 
@@ -31,10 +31,10 @@ import torch.nn.functional as F
 import torchaudio
 from torch.utils.data import DataLoader, Dataset
 
-from asc.augment import FreqMixStyle, TimeRoll
+from asc.augment import FreqMixStyle, roll, sample_shifts
 from asc.data.cache import load_cache
-from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
+from asc.data.dataset import ClipDataset, clip_loader
+from asc.data.validate import open_dataset
 from asc.data.synth import SynthConfig, make_synthetic_dataset
 from asc.fileio import write_json
 from asc.models.registry import build_frontend_for, build_model
@@ -46,8 +46,8 @@ SAMPLE_RATE = 32000
 class DecodeResampleRollDataset(Dataset):
     """What the baselines do per item and epoch: decode, resample to 32 kHz, roll."""
 
-    def __init__(self, root: Path, table, roll: int):
-        self.root, self.table, self.roll = root, table.reset_index(drop=True), TimeRoll(roll)
+    def __init__(self, root: Path, table, max_shift: int):
+        self.root, self.table, self.max_shift = root, table.reset_index(drop=True), max_shift
 
     def __len__(self) -> int:
         return len(self.table)
@@ -55,15 +55,16 @@ class DecodeResampleRollDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         x, sr = sf.read(str(self.root / self.table["filename"].iloc[i]), dtype="float32", always_2d=True)
         audio = torchaudio.functional.resample(torch.from_numpy(x.mean(1)), sr, SAMPLE_RATE)
-        return {"audio": self.roll(audio, {}), "label": int(self.table["label"].iloc[i])}
+        shift = int(torch.randint(-self.max_shift, self.max_shift + 1, ()))
+        return {"audio": torch.roll(audio, shift), "label": int(self.table["label"].iloc[i])}
 
 
 class Pipeline:
     """One training setup: its loader (cycled), front end, batch augmentation, model and optimiser."""
 
-    def __init__(self, name: str, loader: DataLoader, channels_last: bool, seed: int):
+    def __init__(self, name: str, loader: DataLoader, channels_last: bool, seed: int, roll_samples: int = 0):
         torch.manual_seed(seed)
-        self.name, self.channels_last = name, channels_last
+        self.name, self.channels_last, self.roll_samples = name, channels_last, roll_samples
         self.batches = itertools.chain.from_iterable(itertools.repeat(loader))
         self.frontend = build_frontend_for("baseline24").train()
         self.mixstyle = FreqMixStyle(0.4, 0.3).train()
@@ -76,9 +77,12 @@ class Pipeline:
     def step(self, timed: bool) -> float:
         start = time.perf_counter()
         batch = next(self.batches)
+        audio = batch["audio"]
+        if self.roll_samples:
+            audio = roll(audio, sample_shifts(len(audio), self.roll_samples))
         loaded = time.perf_counter()
         with torch.no_grad():
-            x = self.mixstyle(self.frontend(batch["audio"]))
+            x = self.mixstyle(self.frontend(audio))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(self.model(x), batch["label"])
@@ -129,13 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         roll = SAMPLE_RATE // 10
         base_loader = DataLoader(DecodeResampleRollDataset(root, table, roll), batch_size=args.batch_size,
                                  shuffle=True, num_workers=args.workers, drop_last=True)
-        ours_ds = ClipDataset(table, cache, layout.labels, layout.devices, transform=TimeRoll(roll))
-        ours_loader = DataLoader(ours_ds, batch_size=args.batch_size, sampler=EpochSampler(len(ours_ds), seed=0),
-                                 num_workers=args.workers, drop_last=True)
+        ours_ds = ClipDataset(table, cache, layout.labels, layout.devices)
+        sampler = EpochSampler(len(ours_ds), seed=0)
+        ours_loader = clip_loader(ours_ds, args.batch_size, sampler, num_workers=args.workers)
         if len(table) < args.batch_size:
             parser.error(f"split {args.split} has {len(table)} clips, fewer than --batch-size {args.batch_size}")
         pipes = [Pipeline("baselines (decode+resample, NCHW)", base_loader, False, 0),
-                 Pipeline("asc (cache + ClipDataset, channels_last)", ours_loader, True, 0)]
+                 Pipeline("asc (cache + clip_loader, roll on the batch, channels_last)", ours_loader, True, 0, roll)]
         for i in range(args.warmup + args.steps):
             for pipe in pipes:
                 pipe.step(timed=i >= args.warmup)

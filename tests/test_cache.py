@@ -18,7 +18,7 @@ import torchaudio
 import asc.data.cache as cache_mod
 from asc.cli import main as asc_main
 from asc.data.cache import cache_path, decode_file, default_cache_dir, load_cache
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 

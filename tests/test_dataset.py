@@ -1,4 +1,4 @@
-"""ClipDataset over the audio cache: items, labels, devices, cities, transform hook, eval sets, DataLoader."""
+"""ClipDataset over the audio cache: items, labels, devices, cities, batches sliced from the cache, eval sets, DataLoader."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torchaudio
 from torch.utils.data import DataLoader
 
 from asc.data.cache import load_cache
-from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset, open_eval_set
+from asc.data.dataset import ClipDataset, clip_loader
+from asc.data.layout import open_eval_set
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 
@@ -37,19 +38,21 @@ def test_split_items(synth_data):
     np.testing.assert_array_equal(ds.label_array, table["label"].to_numpy())
 
 
-def test_transform_hook_sees_item_and_changes_audio(synth_data):
-    seen = []
-
-    def hook(wave: torch.Tensor, item: dict) -> torch.Tensor:
-        seen.append((item["filename"], item["label"], item["device"], tuple(wave.shape)))
-        return torch.roll(wave, 100) * 0.5
-
-    plain = ClipDataset.from_split(synth_data.dev, 5, progress=False)
-    ds = ClipDataset.from_split(synth_data.dev, 5, transform=hook, progress=False)
-    item = ds[3]
-    assert seen == [(plain[3]["filename"], plain[3]["label"], plain[3]["device"], (32000,))]
-    torch.testing.assert_close(item["audio"], torch.roll(plain[3]["audio"], 100) * 0.5)
-    torch.testing.assert_close(plain[3]["audio"], ClipDataset.from_split(synth_data.dev, 5, progress=False)[3]["audio"])
+def test_batches_are_one_read_of_the_cache_in_the_sampler_order(synth_data):
+    """The loader only slices the cache: a batch equals the items it stands for, in the order given."""
+    ds = ClipDataset.from_split(synth_data.dev, 25, progress=False)
+    order = [7, 0, 3, 12, 5, 9, 1]
+    batches = list(clip_loader(ds, 3, order))
+    assert [len(b["index"]) for b in batches] == [3, 3, 1]
+    assert torch.cat([b["index"] for b in batches]).tolist() == order
+    for batch in batches:
+        assert set(batch) == {"audio", "label", "device", "city", "index"} and batch["audio"].dtype == torch.float32
+        for k, i in enumerate(batch["index"].tolist()):
+            item = ds[i]
+            torch.testing.assert_close(batch["audio"][k], item["audio"], atol=0, rtol=0)
+            assert [batch[f][k].item() for f in ("label", "device", "city")] == [item["label"], item["device"],
+                                                                                 item["city"]]
+    assert torch.cat([b["index"] for b in clip_loader(ds, 4)]).tolist() == list(range(len(ds)))
 
 
 def test_eval_set_unlabelled_with_device_ids(synth_data):

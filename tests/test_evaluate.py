@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asc.cli import main
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 from asc.evaluate import evaluate
 from asc.models.registry import build_model, load_bundle, make_config, save_bundle

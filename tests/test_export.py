@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import AscError
 from asc.export import ExportError, export_model
 from asc.frontend import build_frontend

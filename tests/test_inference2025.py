@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from asc.cli import main as cli_main
-from asc.data.layout import TAU_SCENES, open_dataset, open_eval_set
+from asc.data.layout import TAU_SCENES, open_eval_set
+from asc.data.validate import open_dataset
 from asc.evaluate import evaluate
 from asc.models.registry import build_model, make_config, save_bundle
 from asc.submission.complexity2025 import ORGANISER_DEVICE_IDS, organisers_macs, organisers_param_bytes

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1] / "asc"
 
 # Bottom to top: a module may import from its own layer and the layers below it, never from a layer above.
 LAYERS = [
-    ("foundation", ["asc", "asc.errors", "asc.fileio", "asc.config", "asc.resources", "asc.plots", "asc.runs"]),
+    ("foundation", ["asc", "asc.errors", "asc.locks", "asc.fileio", "asc.config", "asc.resources", "asc.plots",
+                    "asc.runs", "asc.accel"]),
     ("data", ["asc.data"]),
     ("frontend/augment", ["asc.frontend", "asc.augment"]),
     ("models", ["asc.models", "asc.inference", "asc.metrics", "asc.evaluate"]),

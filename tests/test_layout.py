@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from asc.data.layout import natural_key, normalise_split_name, open_dataset, open_eval_set, parse_filename
+from asc.data.layout import natural_key, normalise_split_name, open_eval_set, parse_filename
+from asc.data.layout import read_dataset as open_dataset
 from asc.errors import DatasetError
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from asc.config import save_config, to_dict
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.frontend import build_frontend
 from asc.models.registry import build_model, load_bundle, make_config, save_bundle
 from asc.quantize import (ActivationFakeQuant, FreezableBatchNorm2d, QATConfig, QATConv2d, calibrate,
@@ -57,7 +57,9 @@ def test_prepare_keeps_state_dict_and_strip_restores_float():
         simulated = model.eval()(x)
     error = (simulated - reference).abs().max()
     assert 0 < error < 0.25 * reference.abs().max(), "fake INT8 is close to, but not the same as, float"
-    assert (simulated.argmax(1) == reference.argmax(1)).float().mean() >= 0.75
+    # the fake-INT8 logits follow the float ones (a random network's top classes are near ties: their agreement over
+    # 8 clips would measure float noise, not the quantizer)
+    assert torch.corrcoef(torch.stack([simulated.flatten(), reference.flatten()]))[0, 1] > 0.9
 
     strip_qat(model)
     assert not any(isinstance(m, (QATConv2d, FreezableBatchNorm2d, ActivationFakeQuant)) for m in model.modules())

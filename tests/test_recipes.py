@@ -82,3 +82,58 @@ def test_bad_recipe_file_names_the_file_and_key(tmp_path, capsys):
     assert "bad.toml" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="missing.toml: recipe file not found"):
         build_config(str(tmp_path / "missing.toml"))
+
+
+def test_recipes_spell_out_their_augmentation_in_the_augment_section():
+    """Masking and band jitter are augment keys of the recipe files, equal to the model's front-end recipe; the
+    default distillation recipe is the baseline's augmentation plus mixup."""
+    from asc.augment import FRONTEND_DEFAULTS
+    from asc.models.registry import get_spec
+
+    for name in list_recipes():
+        values = RECIPES[name]
+        assert "frontend" not in values and "amp" not in values
+        if "model" in values:  # device_finetune keeps the general model's masks
+            expected = FRONTEND_DEFAULTS[get_spec(values["model"]).frontend]
+            assert {k: values["augment"][k] for k in expected} == expected, name
+    kd = build_config("baseline24_kd").augment
+    assert (kd.mixup_alpha, kd.mixstyle_p, kd.mixstyle_alpha, kd.roll_samples, kd.dir_p) == (0.3, 0.4, 0.3, 3200, 0.0)
+    assert (kd.freq_mask, kd.time_mask, kd.fmin_aug_range, kd.fmax_aug_range) == (48, 0, 1, 1)
+    assert (build_config("baseline24_kd").kd.lam, build_config("baseline24_kd").kd.temperature) == (0.02, 2.0)
+
+
+# config.toml as the previous version wrote it (masks and jitter in [frontend], amp, a validation section)
+OLD_CONFIG = """recipe = "cpmobile23_kd"
+model = "cpmobile"
+split = "25"
+amp = false
+eval_batch_size = 256
+
+[validation]
+fraction = 0.2
+select = "best"
+
+[frontend]
+n_mels = 256
+fmin_aug_range = 1
+fmax_aug_range = 800
+freq_mask = 40
+time_mask = 0
+
+[augment]
+mixstyle_p = 0.4
+dir_p = 0.0
+roll_samples = 4000
+mixup_alpha = 0.3
+"""
+
+
+def test_old_run_configs_and_recipe_files_load_in_todays_keys(tmp_path):
+    from asc.train.config import load_train_config
+
+    old = tmp_path / "config.toml"
+    old.write_text(OLD_CONFIG)
+    for cfg in (load_train_config(old), build_config(None, old), build_config(old)):
+        assert (cfg.augment.freq_mask, cfg.augment.fmax_aug_range, cfg.augment.mixup_alpha) == (40, 800, 0.3)
+        assert cfg.autocast == "off" and cfg.validation.fraction == 0.2 and cfg.frontend == {"n_mels": 256}
+    assert build_config(old).recipe == str(old.resolve())

@@ -91,32 +91,40 @@ HOLD = textwrap.dedent("""
 """)
 
 
-def test_a_second_writer_gets_a_clear_error_naming_the_holder(tmp_path):
+def test_a_second_writer_gets_a_clear_error_naming_the_holder(tmp_path, synth_data):
     run = RunDir(tmp_path / "run")
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run.path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=rf"pid {holder.pid} on {socket.gethostname()}"):
-            with run.lock():
+            with run.lock(wait=False):
                 pass
-        # the trainer takes the lock before anything else: a second `asc train --resume` says who holds it
-        with pytest.raises(RunLockedError, match="another process is writing this run"):
-            fit(TrainConfig(data=str(tmp_path / "nowhere")), run.path)
+        # a new run in a folder another process writes is refused at once, before anything else
+        with pytest.raises(RunLockedError, match="another process is writing it"):
+            fit(TrainConfig(data=str(synth_data.dev)), run.path)
     finally:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
     with run.lock():  # a dead holder's lock is gone with its process
-        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
-            with run.lock():
-                pass
-    with run.lock():
+        with run.lock():  # the same process nests it (the trainer's final evaluation writes into its run)
+            pass
+        other = subprocess.run([sys.executable, "-c", "import sys; from asc.runs import RunDir\n"
+                                "with RunDir(sys.argv[1]).lock(wait=False): pass", str(run.path)],
+                               capture_output=True, text=True, timeout=120)
+        assert other.returncode == 1 and f"pid {os.getpid()}" in other.stderr
+    with run.lock(wait=False):
         pass
 
 
-def test_cli_reports_a_locked_run_in_one_line(tmp_path, capsys):
+def test_cli_reports_a_locked_run_in_one_line(tmp_path, capsys, synth_data):
     run = RunDir(tmp_path / "runs" / "r")
-    run.write_config(TrainConfig(name="r", data=str(tmp_path / "nowhere")))
-    with run.lock():
-        assert main(["train", "--resume", "--name", "r", "--runs-dir", str(tmp_path / "runs")]) == 2
+    run.write_config(TrainConfig(name="r", data=str(synth_data.dev)))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["train", "--resume", "--name", "r", "--runs-dir", str(tmp_path / "runs"), "--no-wait"]) == 2
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "another process is writing this run" in err and str(os.getpid()) in err
+    assert len(err.splitlines()) == 1 and "another process is writing it" in err and str(holder.pid) in err

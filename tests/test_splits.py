@@ -8,8 +8,9 @@ import pytest
 
 from asc.cli import main
 from asc.data.check import check_dataset, check_split_files
-from asc.data.layout import open_dataset, parse_filename
+from asc.data.layout import parse_filename
 from asc.data.splits import load_manifest, make_splits
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError, DatasetError
 from asc.fileio import file_digest
 

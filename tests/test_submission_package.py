@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from asc.data.layout import open_dataset, open_eval_set
+from asc.data.layout import open_eval_set
+from asc.data.validate import open_dataset
 from asc.models.registry import build_model, make_config, save_bundle
 from asc.submission import rules as R
 from asc.cli import main as cli_main

@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 
 from asc.cli import main as asc_main
-from asc.data.layout import DEVICE_GROUPS, open_dataset, open_eval_set, read_table
+from asc.data.layout import DEVICE_GROUPS, open_eval_set, read_table
 from asc.data.layout import TAU_SCENES
 from asc.data.synth import SynthConfig, make_synthetic_dataset
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
 
 SPLITS = ("5", "10", "25", "50", "100")

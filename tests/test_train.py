@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from asc.cli import main
 from asc.config import from_dict, read_toml
-from asc.data.layout import open_dataset
+from asc.data.cache import load_cache
 from asc.data.splits import carve_validation
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.models.registry import load_bundle
 from asc.train.config import TrainConfig
@@ -97,7 +98,9 @@ def test_teacher_logits_round_trip_and_errors(synth_data, tmp_path):
     layout = open_dataset(synth_data.dev)
     files = layout.split("100")["filename"].tolist()
     logits = np.random.default_rng(0).normal(size=(len(files), len(layout.labels))).astype(np.float32)
-    store = TeacherLogits.for_dataset(synth_data.dev, files, logits, layout.labels, {"teachers": [{"run": "x"}]})
+    digests = load_cache(synth_data.dev, files, progress=False).digests(files)
+    store = TeacherLogits.for_dataset(synth_data.dev, files, logits, layout.labels, digests,
+                                      {"teachers": [{"run": "x"}]})
     path = store.save(tmp_path / "t.logits")
     assert json.loads((tmp_path / "t.logits.json").read_text())["fingerprint"] == store.fingerprint
 
@@ -225,6 +228,26 @@ class SplitReads(Callback):
         self.events.append(("epoch_end", str(state.epoch)))
 
 
+def _relabel_test_clips(src, dst):
+    """A copy of dataset ``src`` whose test clips all carry one class, consistently: label and the scene in their
+    file names (links to the original audio), in every table, so that the dataset validation accepts it."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("audio"))
+    (dst / "audio").mkdir()
+    test = pd.read_csv(src / "splits" / "test.csv", sep="\t")["filename"]
+    label = sorted(pd.read_csv(src / "meta.csv", sep="\t")["scene_label"])[0]
+    renamed = {f: f"audio/{label}-{f.split('/', 1)[1].split('-', 1)[1]}" for f in test}
+    for f in pd.read_csv(src / "meta.csv", sep="\t")["filename"]:
+        (dst / renamed.get(f, f)).symlink_to(src / f)
+    for table in [dst / "meta.csv", *(dst / "splits").glob("*.csv"), *(dst / "evaluation_setup").glob("*.csv")]:
+        df = pd.read_csv(table, sep="\t")
+        relabel = df["filename"].isin(renamed)
+        if "scene_label" in df.columns:
+            df.loc[relabel, "scene_label"] = label
+        df["filename"] = df["filename"].map(lambda f: renamed.get(f, f))
+        df.to_csv(table, sep="\t", index=False)
+    return dst
+
+
 def test_no_decision_is_made_on_the_test_split(synth_data, tmp_path, monkeypatch):
     """Model selection and early stopping read only the training split; the test split is read after the last epoch,
     and scrambling its labels changes the reported score but not the model."""
@@ -236,16 +259,7 @@ def test_no_decision_is_made_on_the_test_split(synth_data, tmp_path, monkeypatch
     test_reads = [i for i, e in enumerate(events) if e == ("split", "test")]
     assert test_reads and min(test_reads) > last_epoch, events
 
-    scrambled = tmp_path / "scrambled"
-    shutil.copytree(synth_data.dev, scrambled, ignore=shutil.ignore_patterns("audio"))
-    (scrambled / "audio").symlink_to(synth_data.dev / "audio")
-    test_csv = pd.read_csv(scrambled / "splits" / "test.csv", sep="\t")
-    test_csv["scene_label"] = sorted(test_csv["scene_label"])[0]  # every test clip relabelled as one class
-    test_csv.to_csv(scrambled / "splits" / "test.csv", sep="\t", index=False)
-    meta = pd.read_csv(scrambled / "meta.csv", sep="\t")
-    meta = meta.set_index("filename")
-    meta.loc[test_csv["filename"], "scene_label"] = test_csv["scene_label"].to_numpy()
-    meta.reset_index().to_csv(scrambled / "meta.csv", sep="\t", index=False)
+    scrambled = _relabel_test_clips(synth_data.dev, tmp_path / "scrambled")
     b = fit(tiny_config(scrambled, epochs=3, extra=extra), tmp_path / "b")
     a_model = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)
     b_model = torch.load(tmp_path / "b" / "checkpoints" / "best.pt", weights_only=False)
@@ -285,6 +299,30 @@ def test_given_model_and_callbacks(synth_data, tmp_path):
     assert not torch.equal(next(model.parameters()).detach(), first)  # trained in place
     saved = json.loads((tmp_path / "given" / "eval" / "test.json").read_text())
     assert saved["n"] == 40 and saved["macro_accuracy"] == pytest.approx(result["macro_accuracy"])
+
+
+class OutputDtypes(Callback):
+    """The dtype of every output of the network being trained."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_start(self, state):
+        state.model.register_forward_hook(lambda module, inputs, output: self.seen.append(output.dtype))
+
+
+def test_mixed_precision_training_with_grad_scaler(synth_data, tmp_path):
+    """Autocast requested on the CPU: the network runs in fp16 under a grad scaler (checkpointed), losses stay
+    finite and the run reports like any other."""
+    dtypes = OutputDtypes()
+    cfg = tiny_config(synth_data.dev, epochs=1, split="25", extra=['autocast="fp16"'])
+    fit(cfg, tmp_path / "fp16", callbacks=[dtypes])
+    assert dtypes.seen and set(dtypes.seen) == {torch.float16}
+    ckpt = torch.load(tmp_path / "fp16" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["scaler"]["scale"] > 0  # the scaler ran
+    record = json.loads((tmp_path / "fp16" / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(record["train_loss"])
+    assert read_toml(tmp_path / "fp16" / "config.toml")["autocast"] == "fp16"
 
 
 class SimulatedCrash(Exception):
@@ -360,25 +398,63 @@ def test_teacher_ensemble_and_distill_via_cli(trained_run, synth_data, tmp_path,
     assert "a logit store" in capsys.readouterr().err
 
 
-def test_online_teachers_see_the_students_augmented_batch(trained_run):
-    """Consistent teaching: the teacher gets the student's Freq-MixStyle draw and mixup on its own features."""
-    from asc.augment import FreqMixStyle, freq_mixstyle, mix, mixup_params
+def test_online_teachers_see_the_students_augmented_batch(trained_run, synth_data, tmp_path, monkeypatch):
+    """Consistent teaching: the teacher gets the student's waveforms after DIR and roll, the student's Freq-MixStyle
+    draw and mixup on its own features; in the trainer, exactly what the augmentation pipeline gave the student."""
+    import soundfile as sf
+
+    from asc.accel import CPU
+    from asc.augment import FreqMixStyle, TrainAugment, freq_mixstyle, mix, mixup_params
+    from asc.models.registry import build_model, make_config, save_bundle
     from asc.train.trainer import OnlineTeachers
 
     run_dir, _ = trained_run
-    bundle = load_bundle(run_dir)
-    teachers = OnlineTeachers([str(run_dir), str(run_dir / "checkpoints" / "last.pt")], bundle.labels, 32000,
-                              torch.device("cpu"), channels_last=False)
-    audio = torch.randn(6, 32000, generator=torch.Generator().manual_seed(1))
+    trained = load_bundle(run_dir)
+    fresh = tmp_path / "fresh.pt"  # a second teacher whose logits depend strongly on its input
+    torch.manual_seed(0)
+    save_bundle(fresh, build_model("baseline24", {"base_channels": 8}, n_classes=10).eval(), "baseline24",
+                make_config("baseline24", {"base_channels": 8}, n_classes=10), trained.labels)
+    other = load_bundle(fresh)
+    teachers = OnlineTeachers([str(run_dir), str(fresh)], trained.labels, 32000, CPU, channels_last=False)
+    g = torch.Generator().manual_seed(1)  # clips of different spectra: tones of several pitches and levels in noise
+    tone = torch.sin(2 * torch.pi * (torch.rand(6, 1, generator=g) * 4000 + 50) * torch.arange(32000) / 32000)
+    audio = torch.rand(6, 1, generator=g) * tone + torch.rand(6, 1, generator=g) * 0.1 * torch.randn(6, 32000,
+                                                                                                   generator=g)
     fms = FreqMixStyle(p=1.0, alpha=0.3, generator=torch.Generator().manual_seed(2)).train()
     draw = fms.sample(6)
     mixup = mixup_params(6, 0.3, torch.Generator().manual_seed(3))
     with torch.no_grad():
-        expected = bundle.model(mix(freq_mixstyle(bundle.frontend(audio), *draw), *mixup))
-        plain = bundle.model(bundle.frontend(audio))
+        expected = sum(b.model(mix(freq_mixstyle(b.frontend(audio), *draw), *mixup)) for b in (trained, other)) / 2
+        plain = sum(b.model(b.frontend(audio)) for b in (trained, other)) / 2
     got = teachers.logits(audio, fms, draw, mixup)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # two identical teachers: their mean
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)  # the mean of the two teachers
     assert not torch.allclose(got, plain, atol=1e-3)
+
+    # In the training loop: the teachers get the very objects the pipeline made for the student.
+    irs = tmp_path / "irs"
+    irs.mkdir()
+    sf.write(irs / "ir.wav", np.r_[1.0, np.zeros(99), -0.5].astype(np.float32), 32000)
+    made, taught = [], []
+    original_call, original_logits = TrainAugment.__call__, OnlineTeachers.logits
+
+    def call(self, audio, devices):
+        made.append(original_call(self, audio, devices))
+        return made[-1]
+
+    def logits(self, audio, mixstyle, draw, mixup):
+        taught.append((audio, mixstyle, draw, mixup))
+        return original_logits(self, audio, mixstyle, draw, mixup)
+
+    monkeypatch.setattr(TrainAugment, "__call__", call)
+    monkeypatch.setattr(OnlineTeachers, "logits", logits)
+    cfg = tiny_config(synth_data.dev, epochs=1, split="25", extra=[
+        "augment.mixup_alpha=0.3", "augment.dir_p=1.0", f"augment.dir_folder=\"{irs}\"", "augment.dir_devices=[\"a\"]"])
+    cfg.kd.teachers = [str(run_dir)]
+    fit(cfg, tmp_path / "kd-online")
+    assert len(made) == len(taught) == 2
+    for batch, (audio, mixstyle, draw, mixup) in zip(made, taught):
+        assert audio is batch.audio and draw is batch.mixstyle and mixup is batch.mixup and mixup is not None
+        assert mixstyle.p == 1.0
 
 
 def _free_port() -> int:

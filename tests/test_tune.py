@@ -32,7 +32,7 @@ epochs = {epochs}
 batch_size = 20
 eval_batch_size = 64
 overrides = ["model_config.n_blocks=[2, 1, 1]", "frontend.n_fft=512", "frontend.win_length=400",
-             "frontend.hop_length=1000", "frontend.n_mels=32", "frontend.freq_mask=4", "augment.dir_p=0.0",
+             "frontend.hop_length=1000", "frontend.n_mels=32", "augment.freq_mask=4", "augment.dir_p=0.0",
              "schedule.name=constant", "progress=false"]
 """
 # base_channels 32 costs 1.6 M MACs on this front end: over the tight test budget below, on purpose.

@@ -61,7 +61,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _cache(args: argparse.Namespace) -> int:
     from asc.data.cache import load_cache
-    from asc.data.layout import open_dataset, open_eval_set
+    from asc.data.layout import open_eval_set
+    from asc.data.validate import open_dataset
 
     layout = open_dataset(args.root)
     targets = [(layout.root, layout.meta["filename"].tolist())]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from asc.cli._common import add_command
+from asc.cli._common import BATCH_HELP, add_command, add_device_args
 
 
 def register(sub) -> None:
@@ -19,7 +19,8 @@ def register(sub) -> None:
     parser.add_argument("--split", default="test", help="split to score: test (dev-test, default), 5, 10, 25, 50, 100")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default: RUN/eval/ for a run folder, <stem>.eval/ beside a file)")
-    parser.add_argument("--batch-size", type=int, default=256, metavar="N", help="clips per batch (default 256)")
+    parser.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
+    add_device_args(parser)
     parser.add_argument("--cache-dir", metavar="DIR", help="audio cache folder (default $ASC_CACHE_DIR or ~/.cache/asc)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON instead of the report table")
 
@@ -30,7 +31,8 @@ def _run(args: argparse.Namespace) -> int:
     from asc.runs import default_eval_dir, eval_paths
 
     result = evaluate(args.model, args.data, split=args.split, out_dir=args.out, batch_size=args.batch_size,
-                      cache_dir=args.cache_dir, progress=not args.json)
+                      cache_dir=args.cache_dir, progress=not args.json, device=args.device or "auto",
+                      autocast=args.autocast or "auto")
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from asc.cli._common import add_command
+from asc.cli._common import add_command, add_device_args
 
 
 def register(sub) -> None:
@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default experiments/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the results table as JSON")
+    add_device_args(p)
     p.add_argument("-o", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training config value in every run, e.g. -o epochs=60 (repeatable)")
 
@@ -43,7 +44,8 @@ def _experiment(args: argparse.Namespace) -> int:
     from asc.experiment import arm_for_recipe, load_experiment, run_experiment
 
     cfg = load_experiment(args.config)
-    values = {"data": args.data, "dirs": args.dirs, "splits": args.splits, "seeds": args.seeds, "name": args.name}
+    values = {"data": args.data, "dirs": args.dirs, "splits": args.splits, "seeds": args.seeds, "name": args.name,
+              "device": args.device, "autocast": args.autocast}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in values.items() if v is not None})
     if args.recipes:
         cfg.arms = [arm_for_recipe(r, args.teach) for r in args.recipes]

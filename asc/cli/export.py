@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from asc.cli._common import add_command, add_overrides
+from asc.cli._common import add_command, add_device_args, add_overrides, device_overrides
 
 INT8_NOTE = ("INT8: one byte per parameter, so a student of up to 128,000 parameters fits the DCASE 2024/2025 "
              "parameter-memory limit (128,000 bytes) only in INT8 (fp16 allows 64,000)")
@@ -34,6 +34,7 @@ def register(sub) -> None:
                    help="also write <out>.e2e.onnx taking 32 kHz waveforms (front end included, in fp32)")
     p.add_argument("--cache-dir", metavar="DIR", help="audio cache folder (default $ASC_CACHE_DIR or ~/.cache/asc)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_device_args(p, autocast=False)
 
     p = add_command(sub, "qat", _qat,
                     "quantization-aware fine-tuning of a trained run (fake INT8), then INT8 ONNX export",
@@ -51,6 +52,7 @@ def register(sub) -> None:
     p.add_argument("--no-export", action="store_true", help="skip the INT8 ONNX export at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_device_args(p)
     add_overrides(p)
 
 
@@ -63,7 +65,7 @@ def _export(args: argparse.Namespace) -> int:
     report = export_model(args.model, out, precision=args.precision, n_calibration=args.n_calibration,
                           calibration_method=args.calibration_method, calibration_split=args.calibration_split,
                           with_frontend=args.with_frontend, data_root=args.data, check_split=args.check_split,
-                          n_check=args.n_check, cache_dir=args.cache_dir)
+                          n_check=args.n_check, cache_dir=args.cache_dir, device=args.device or "auto")
     complexity = count_onnx(report.path).to_dict()
     if args.json:
         print(json.dumps({**report.to_dict(), "complexity": complexity}, indent=2, default=str))
@@ -112,7 +114,8 @@ def _qat(args: argparse.Namespace) -> int:
 
     cfg = QATConfig(epochs=args.epochs, lr=args.lr, freeze_bn_epochs=args.freeze_bn_epochs,
                     freeze_observer_epochs=args.freeze_observer_epochs, export=not args.no_export)
-    summary = run_qat(args.run, cfg, out_dir=args.out, data_root=args.data, overrides=args.overrides,
+    summary = run_qat(args.run, cfg, out_dir=args.out, data_root=args.data,
+                      overrides=args.overrides + device_overrides(args),
                       resume=args.resume, progress=not (args.quiet or args.json))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from asc.cli._common import add_command, add_overrides
+from asc.cli._common import BATCH_HELP, add_command, add_device_args, add_overrides
 from asc.errors import AscError
 
 
@@ -14,7 +14,8 @@ def _predict(args) -> int:
     from asc.submission.predict import predict_eval_set
 
     table = predict_eval_set(args.model, args.eval_set, args.out, batch_size=args.batch_size,
-                             num_workers=args.num_workers)
+                             num_workers=args.num_workers, device=args.device or "auto",
+                             autocast=args.autocast or "auto", progress=not args.quiet)
     print(f"wrote {args.out}: {len(table)} rows, classes {', '.join(table.columns[2:])}")
     return 0
 
@@ -22,11 +23,13 @@ def _predict(args) -> int:
 def _package(args) -> int:
     from asc.submission.package import build_package, load_package_config, summary_json
 
-    cfg = load_package_config(args.config, args.overrides)
+    cfg = load_package_config(args.config, args.overrides + [f'{k}="{v}"' for k in ("device", "autocast")
+                                                             if (v := getattr(args, k))])
     if args.format == "inference-2025":
+        from asc.fileio import check_writable_folder
         from asc.submission.inference2025 import build_inference_package
 
-        folder = build_inference_package(cfg, args.out or "submissions/build")
+        folder = build_inference_package(cfg, check_writable_folder(args.out or "submissions/build"))
         print(f"wrote {folder} (install with: pip install {folder}); complexity per device: "
               f"{folder / folder.name / 'complexity.json'}")
         return 0
@@ -68,8 +71,10 @@ def register(sub) -> None:
     p.add_argument("model", help="run folder, bundle .pt or .onnx file")
     p.add_argument("--eval-set", required=True, help="evaluation-set folder (evaluation_setup/fold1_test.csv)")
     p.add_argument("--out", required=True, help="output CSV")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
+    p.add_argument("--num-workers", type=int, default=0, metavar="N", help="loader processes (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_args(p)
 
     p = add_command(sub, "package", _package,
                     "build the DCASE 2024 submission zip or the DCASE 2025 inference package (refused with exit 1 "
@@ -81,6 +86,7 @@ def register(sub) -> None:
     p.add_argument("--out", help="zip path (default from the TOML); for inference-2025 the output folder "
                                  "(default submissions/build)")
     p.add_argument("--json", action="store_true")
+    add_device_args(p)
     add_overrides(p)
 
     p = add_command(sub, "validate-submission", _validate,

@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from asc.cli._common import add_command, add_overrides
+from asc.cli._common import BATCH_HELP, add_command, add_device_args, add_overrides, device_overrides
 from asc.errors import ConfigError
 
 
@@ -42,9 +42,13 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="store to write (e.g. teachers/ensemble.logits)")
     p.add_argument("--data", required=True, metavar="ROOT", help="dataset root in the TAU layout")
     p.add_argument("--split", default="100", help="clips to cover (default 100: every training clip)")
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="clips per batch (256)")
+    p.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
     p.add_argument("--cache-dir", metavar="DIR", help="audio cache folder (default $ASC_CACHE_DIR or ~/.cache/asc)")
+    p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
+                   help="write each teacher's logits so far every S seconds (default 60); a rerun after an "
+                        "interruption continues from there. Several GPUs: torchrun --nproc_per_node N -m asc ...")
     p.add_argument("--json", action="store_true", help="print the provenance as JSON")
+    add_device_args(p)
 
     p = add_command(sub, "finetune-devices", _finetune_devices,
                     "DCASE25: fine-tune a copy of a general model per training device; multi-device bundle",
@@ -55,6 +59,7 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output run folder (default: RUN-devices beside RUN)")
     p.add_argument("--resume", action="store_true", help="continue: skip finished devices, resume interrupted ones")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_device_args(p)
     add_overrides(p)
 
 
@@ -75,8 +80,14 @@ def _add_train_args(p: argparse.ArgumentParser, default_model: str) -> None:
     p.add_argument("--name", help="run name (default: <model>-split<split>-<time>)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR", help="where run folders go (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run --name from its last epoch")
+    p.add_argument("--allow-leak", action="store_true", default=None,
+                   help="train even if the training split shares recording locations with the test split (an "
+                        "error otherwise: the dev-test score would be inflated)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    add_device_args(p)
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the network (opt-in; see benchmarks/device_throughput.py)")
     add_overrides(p)
     p.set_defaults(default_model=default_model)
 
@@ -123,24 +134,46 @@ def _run_training(args: argparse.Namespace, suffix: str, split_default: str | No
         run = RunDir(runs_dir / args.name)
         if not run.has_config():
             raise ConfigError(f"{run}: no run to resume (config.toml missing)")
-        overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
+        overrides = [*args.overrides, *(["progress=false"] if args.quiet else []),
+                     *(["allow_leak=true"] if args.allow_leak else []), *device_overrides(args),
+                     *(["compile=true"] if args.compile else [])]
         result = fit(load_train_config(run.config_path, overrides), run.path, resume=True)
         return _report(result, run.path, args.json)
 
     model = args.model or args.default_model
     values = {"data": args.data, "split": args.split, "model": args.model, "epochs": args.epochs, "seed": args.seed,
+              "allow_leak": args.allow_leak,
               "progress": False if args.quiet else None,
               "validation": {"fraction": args.val_split, "select": "best"} if args.val_split else None,
-              "augment": {"dir_folder": args.dirs} if args.dirs else None, **(extra or {})}
+              "augment": {"dir_folder": args.dirs} if args.dirs else None, "device": args.device,
+              "autocast": args.autocast, "compile": args.compile, **(extra or {})}
     defaults = {"model": args.default_model, **({"split": split_default} if split_default else {})}
     recipe = args.recipe or (default_recipe(args.model) if args.model else None) or \
         getattr(args, "default_recipe", None) or default_recipe(model)
     cfg = build_config(recipe, args.config, args.overrides, defaults=defaults,
                        **values)
-    name = args.name or f"{cfg.model}{suffix}-split{cfg.split}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or new_run_name(runs_dir, f"{cfg.model}{suffix}-split{cfg.split}-"
+                                               f"{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = runs_dir / name
     result = fit(dataclasses.replace(cfg, name=name), run_dir)
     return _report(result, run_dir, args.json)
+
+
+def new_run_name(runs_dir: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3`` …: the first whose folder this process creates (two runs started in the
+    same second never share a folder)."""
+    from asc.fileio import check_writable_folder
+
+    check_writable_folder(runs_dir, "runs folder")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        name = base if i == 1 else f"{base}-{i}"
+        try:
+            (runs_dir / name).mkdir()
+            return name
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{runs_dir}: {base} and 999 numbered variants exist; pass --name")
 
 
 def _report(result: dict, run_dir: Path, as_json: bool) -> int:
@@ -157,10 +190,13 @@ def _report(result: dict, run_dir: Path, as_json: bool) -> int:
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from asc.train.logits import ensemble_teachers
+    from asc.train.ensemble import ensemble_teachers
 
     prov = ensemble_teachers(args.runs, args.data, args.out, split=args.split, batch_size=args.batch_size,
-                             cache_dir=args.cache_dir, progress=not args.json)
+                             cache_dir=args.cache_dir, progress=not args.json, device=args.device or "auto",
+                             autocast=args.autocast or "auto", checkpoint_seconds=args.checkpoint_seconds)
+    if int(os.environ.get("RANK", "0")) != 0:  # other processes of a torchrun stay quiet
+        return 0
     if args.json:
         print(json.dumps(prov, indent=2))
         return 0
@@ -179,7 +215,8 @@ def _finetune_devices(args: argparse.Namespace) -> int:
     from asc.train.devices import finetune_devices
 
     summary = finetune_devices(args.run, out_dir=args.out, epochs=args.epochs, devices=args.devices,
-                               overrides=args.overrides, resume=args.resume, progress=not args.json)
+                               overrides=args.overrides + device_overrides(args), resume=args.resume,
+                               progress=not args.json)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0

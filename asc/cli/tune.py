@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from asc.cli._common import add_command, add_overrides
+from asc.cli._common import add_command, add_device_args, add_overrides, device_overrides
 
 EXAMPLES = """examples:
   asc tune run space.toml --trials 40 --study cpm-kd                  # SQLite runs/tune/cpm-kd/study.db
@@ -45,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="sampler seed (give each parallel worker its own)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_device_args(p)
     add_overrides(p)
 
     p = add_command(verbs, "report", _report,
@@ -65,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     if space.pruner.name != "none" and not space.pruning and not args.json:
         print("note: pruning is off: Optuna prunes single-objective studies only")
     summary = run_study(space, args.study, n_trials=args.trials, storage=args.storage, runs_dir=args.runs_dir,
-                        timeout=args.timeout, total=args.total, data=args.data, overrides=args.overrides,
+                        timeout=args.timeout, total=args.total, data=args.data,
+                        overrides=args.overrides + device_overrides(args),
                         seed=args.seed, progress=not (args.quiet or args.json))
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -15,7 +15,6 @@ Traps handled explicitly (torchinfo alone gets them wrong):
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import Any, Iterable
 
@@ -23,6 +22,7 @@ import torch
 import torchinfo
 from torch import nn
 
+from asc.accel import cpu_threads as torch_threads  # one helper; the public name of asc.complexity stays
 from asc.complexity.crosscheck import analytic_count
 from asc.complexity.float_copy import float_equivalent, without_parametrizations
 from asc.complexity.kinds import deepcopy_model
@@ -43,17 +43,6 @@ def _single_threaded(fn):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run the block with ``n`` intra-op threads (the previous setting is restored)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _torchinfo(model: nn.Module, input_size: tuple[int, ...]):

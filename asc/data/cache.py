@@ -3,9 +3,11 @@
 A cache lives in ``<cache_dir>/<name>-<rate>-<dtype>-<hash of the resolved dataset root>/``:
 
 * ``data-<token>.bin``: rows of ``n_samples`` mono samples (float32 or float16) at the working rate, back to back;
-* ``index.json``: ``filename -> [row, size, mtime_ns]``, the sample rate, clip length, dtype, data file and
-  ``n_rows`` (how many rows of the data file are complete);
-* ``lock``: ``fcntl.flock``-ed by whichever process builds, so two builders never interleave.
+* ``index.json``: ``filename -> [row, size, mtime_ns, digest]`` (digest: BLAKE2b-64 of the source file's bytes,
+  the content identity teacher-logit stores check; :meth:`AudioCache.digests`), the sample rate, clip length,
+  dtype, data file and ``n_rows`` (how many rows of the data file are complete);
+* ``lock``: held by whichever process builds (:func:`asc.locks.hold`), so two builders never interleave; a second
+  builder waits, naming the first, and a lock left behind by a killed build is taken over.
 
 Only files whose size or mtime changed, or that are new, are decoded again; their rows are *appended* beyond
 ``n_rows``, then the data file is fsync-ed and the index replaced atomically. Rows the index references are never
@@ -24,18 +26,20 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import contextlib
-import fcntl
+import ctypes
 import hashlib
 import json
 import math
 import multiprocessing
 import os
 import re
+import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -45,6 +49,7 @@ from tqdm import tqdm
 
 from asc.errors import DatasetError
 from asc.fileio import write_json
+from asc.locks import hold
 
 INDEX_VERSION = 1
 DTYPES = ("float32", "float16")
@@ -96,6 +101,7 @@ class AudioCache:
         self.data_file = self.path / index["data"]
         self.n_rows = int(index["n_rows"])
         self._row = {name: entry[0] for name, entry in index["files"].items()}
+        self._digest = {name: entry[3] for name, entry in index["files"].items() if len(entry) > 3}
         self.stats = stats or BuildStats()
         self._array: np.ndarray | None = None
 
@@ -125,6 +131,15 @@ class AudioCache:
         except KeyError as e:
             raise DatasetError(f"{self.root / e.args[0]}: not in the audio cache {self.path}; "
                                f"build it with load_cache(root, filenames)") from None
+
+    def digests(self, filenames: Sequence[str]) -> list[str]:
+        """The source-file digest of each name (:func:`source_digest`). Files cached before digests were kept are
+        hashed now, once: their digests are added to the index under the build lock."""
+        self.rows(filenames)  # every name must be cached
+        missing = [name for name in dict.fromkeys(filenames) if name not in self._digest]
+        if missing:
+            self._digest.update(_add_digests(self.path, self.root, missing))
+        return [self._digest[name] for name in filenames]
 
     def waveform(self, row: int) -> np.ndarray:
         """One clip as float32 ``[n_samples]`` (a copy)."""
@@ -179,12 +194,31 @@ def load_cache(root: str | Path, filenames: Sequence[str], sample_rate: int = 32
         return AudioCache(folder, {"root": str(root), "sample_rate": sample_rate, "n_samples": sample_rate,
                                    "clip_seconds": 1.0, "dtype": dtype, "data": "", "n_rows": 0, "files": {}})
     folder.mkdir(parents=True, exist_ok=True)
-    with _locked(folder / "lock"):
+    with hold(folder / "lock", f"the audio cache {folder}"):
         index = _read_index(folder)  # another process may have built it meanwhile
         if index is not None and not _changed(index, stats):
             return _open(folder, index, BuildStats(reused=len(filenames)))
         index, build = _Builder(folder, root, sample_rate, dtype, index, progress, workers).run(stats)
     return _open(folder, index, build)
+
+
+def _add_digests(folder: Path, root: Path, names: list[str]) -> dict[str, str]:
+    """Digests of cached files that have none yet, computed from the source files and recorded in the index."""
+    with hold(folder / "lock", f"the audio cache {folder}"):
+        index = _read_index(folder)
+        files = dict(index["files"]) if index is not None else {}
+        out = {}
+        for name in names:
+            entry = files.get(name)
+            if entry is not None and len(entry) > 3:
+                out[name] = entry[3]
+                continue
+            out[name] = source_digest(root / name)
+            if entry is not None:
+                files[name] = [*entry[:3], out[name]]
+        if index is not None:
+            write_json(folder / "index.json", {**index, "files": files}, indent=None)
+    return out
 
 
 def _open(folder: Path, index: dict, stats: BuildStats) -> AudioCache:
@@ -225,16 +259,6 @@ def _read_index(folder: Path) -> dict | None:
     if index.get("version") != INDEX_VERSION or not (folder / index.get("data", "")).is_file():
         return None
     return index
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass
@@ -296,10 +320,10 @@ class _Builder:
             f.seek(n_rows * row_bytes)
             bar = tqdm(total=len(todo), desc=f"caching {self.root.name} @ {self.sample_rate} Hz", unit="clip",
                        disable=not self.progress or not todo)
-            for names, audio, errors in self._decoded(todo, index):
+            for names, audio, errors, digests in self._decoded(todo, index):
                 f.write(np.ascontiguousarray(audio, dtype=self.dtype).tobytes())
-                for name in names:
-                    files[name] = [n_rows, *stats[name]]
+                for name, digest in zip(names, digests):
+                    files[name] = [n_rows, *stats[name], digest]
                     n_rows += 1
                 decoded += len(names)
                 self.errors += errors
@@ -336,29 +360,61 @@ class _Builder:
         return index
 
     def _decoded(self, todo: list[str], index: dict):
-        """Yield (names, audio [len(names), n_samples], errors) chunk by chunk, in order."""
+        """Yield (names, audio [len(names), n_samples], errors, digests) chunk by chunk, in order."""
         chunks = [todo[i:i + CHUNK] for i in range(0, len(todo), CHUNK)]
         args = (str(self.root), self.sample_rate, index["clip_seconds"], index["n_samples"])
         workers = self.workers if self.workers is not None else (2 if len(todo) >= PARALLEL_MIN_FILES else 1)
         workers = max(1, min(workers, 2, os.cpu_count() or 1, len(chunks)))
         if workers == 1:
             for chunk in chunks:
-                yield decode_files(chunk, *args)
+                yield _decode_chunk(chunk, *args)
             return
-        # fork, like DataLoader workers: spawn would re-run a caller's unguarded script, which blocks on our lock
+        # fork, like DataLoader workers: spawn would re-run a caller's unguarded script (and import torch again per
+        # worker). Forked workers drop their copy of the cache lock at once (asc.locks) and die with this process.
         ctx = multiprocessing.get_context("fork")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                    initargs=(os.getpid(),)) as pool:
             pending = collections.deque()
             for chunk in chunks:
-                pending.append(pool.submit(decode_files, chunk, *args))
+                pending.append(pool.submit(_decode_chunk, chunk, *args))
                 if len(pending) >= 2 * workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
 
 
-def _worker_init() -> None:
+def _decode_chunk(names: list[str], root: str, *args) -> tuple[list[str], np.ndarray, list[str], list[str]]:
+    """:func:`decode_files` plus the digest of each decoded file."""
+    good, audio, errors = decode_files(names, root, *args)
+    return good, audio, errors, [source_digest(Path(root) / name) for name in good]
+
+
+def source_digest(path: str | Path) -> str:
+    """BLAKE2b-64 (hex) of a file's bytes: the identity of a clip's audio, whatever it is decoded to."""
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _worker_init(parent: int) -> None:
+    """A decoding worker: one thread, and killed with its parent (a killed build leaves no worker behind)."""
     torch.set_num_threads(1)
+    die_with_parent(parent)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``); exit now if
+    the parent ``parent`` is already gone. Elsewhere a no-op: the parent's lock is not inherited anyway."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _reference_seconds(root: Path, filenames: list[str]) -> float:

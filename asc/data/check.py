@@ -8,8 +8,10 @@ for problems of a whole file or of an audio file, whose message names the meta.c
 from __future__ import annotations
 
 import collections
+import difflib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from asc.data.download import ChecksumError, verify
-from asc.data.layout import META_COLUMNS, SPLIT_COLUMNS, TRAIN_SPLITS, natural_key, parse_filenames
+from asc.data.layout import META_COLUMNS, SPLIT_COLUMNS, TAU_SCENES, TRAIN_SPLITS, natural_key, parse_filenames
 from asc.data.splits import load_manifest
 from asc.errors import DatasetError
 
@@ -29,6 +31,7 @@ KINDS = {
     "duplicate_row": "a file is listed more than once in one table",
     "unknown_file": "a row names a file that meta.csv does not list",
     "unknown_label": "a scene_label that meta.csv does not have",
+    "unknown_class": "a scene_label of meta.csv outside the class list (the official TAU scenes, or the declared one)",
     "label_mismatch": "scene_label disagrees with meta.csv, another split file or the scene in the file name",
     "device_mismatch": "source_label disagrees with the device in the file name",
     "location_mismatch": "identifier disagrees with the city-location in the file name",
@@ -37,6 +40,8 @@ KINDS = {
     "location_overlap": "a recording location is in both training and test files",
     "missing_audio": "an audio file listed in meta.csv does not exist",
     "unreadable_audio": "an audio file cannot be opened or fully decoded",
+    "non_finite": "an audio file holds NaN or infinite samples",
+    "silent": "every sample of an audio file is zero",
     "sample_rate": "an audio file does not have the expected sample rate",
     "mixed_sample_rate": "an audio file's sample rate differs from the majority",
     "channels": "an audio file is not mono",
@@ -94,7 +99,7 @@ def _read_table(path: Path, name: str, required: list[str], problems: list[Probl
     """Parse ``path``; unparseable tables and missing columns become problems (and None); rows with an empty
     required value are reported and dropped. Adds the column ``line``."""
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, sep="\t", dtype=object, keep_default_na=False)
     except pd.errors.EmptyDataError:
         problems.append(Problem("bad_table", name, None, "empty file: expected a header line"))
         return None
@@ -121,14 +126,19 @@ def _read_table(path: Path, name: str, required: list[str], problems: list[Probl
 
 def _derive(df: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame:
     """Add ``segment`` and ``location`` (from meta.csv for files it lists, else parsed from the file name) and the
-    parsed ``name_scene`` and ``name_device``."""
-    parsed = parse_filenames(df["filename"])
+    parsed ``name_scene`` and ``name_device``; names meta.csv lists are not parsed again."""
     df = df.copy()
-    df["segment"], df["location"] = parsed["segment"].to_numpy(), parsed["location"].to_numpy()
-    df["name_scene"], df["name_device"] = parsed["scene"].to_numpy(), parsed["device"].to_numpy()
+    derived = ["segment", "location", "name_scene", "name_device"]
     if meta is not None:
-        known = df["filename"].map(meta.set_index("filename")["location"])
-        df["location"] = known.fillna(df["location"])
+        known = meta.drop_duplicates("filename").set_index("filename")[derived].reindex(df["filename"])
+        missing = known["segment"].isna().to_numpy()
+    else:
+        known, missing = None, np.ones(len(df), dtype=bool)
+    parsed = parse_filenames(df["filename"][missing])
+    for column, source in zip(derived, ("segment", "location", "scene", "device")):
+        values = known[column].to_numpy(dtype=object, copy=True) if known is not None else np.empty(len(df), object)
+        values[missing] = parsed[source].to_numpy()
+        df[column] = values
     return df
 
 
@@ -219,11 +229,40 @@ def _check_locations(train: list[_Table], test: list[_Table], problems: list[Pro
 
 def _check_meta(meta: pd.DataFrame, name: str, problems: list[Problem]) -> None:
     """Duplicates and agreement of scene_label / source_label / identifier with the file name (``meta`` as made
-    by :func:`_derive`, before its location is replaced by the identifier)."""
+    by :func:`_derive`, before its location is replaced by the identifier). A name's scene counts only where it is
+    itself one of the labels (other datasets name files in the TAU pattern with other words first)."""
     _check_rows(_Table(name, meta), None, problems)
-    _name_mismatch(meta, name, "scene_label", meta["name_scene"], "label_mismatch", problems)
+    scene = meta["name_scene"].where(meta["name_scene"].isin(set(meta["scene_label"])), "")
+    _name_mismatch(meta, name, "scene_label", scene, "label_mismatch", problems)
     _name_mismatch(meta, name, "source_label", meta["name_device"], "device_mismatch", problems)
     _name_mismatch(meta, name, "identifier", meta["location"], "location_mismatch", problems)
+
+
+def class_list(labels: Sequence[str], declared: Sequence[str] = ()) -> tuple[list[str], str] | None:
+    """(the class list a dataset's ``labels`` must keep to, what it is called): ``declared`` when given, else the
+    official TAU scenes when the dataset uses them (at least half of its labels are official scenes), else None."""
+    if declared:
+        return list(declared), "the declared class list"
+    official = set(labels) & set(TAU_SCENES)
+    if len(official) >= 2 and 2 * len(official) >= len(set(labels)):
+        return list(TAU_SCENES), "the official TAU scenes"
+    return None
+
+
+def _check_classes(meta: pd.DataFrame, name: str, declared: Sequence[str], problems: list[Problem]) -> None:
+    """One problem per scene_label outside the class list, at its first row."""
+    known = class_list(sorted(set(meta["scene_label"])), declared)
+    if known is None:
+        return
+    classes, what = known
+    odd = meta[~meta["scene_label"].isin(set(classes))]
+    counts = odd["scene_label"].value_counts()
+    for label, line in odd.drop_duplicates("scene_label").set_index("scene_label")["line"].items():
+        close = difflib.get_close_matches(label, classes, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(Problem("unknown_class", name, int(line),
+                                f"scene_label {label!r} ({counts[label]} row(s)) is not one of {what}{hint}: "
+                                f"{', '.join(classes)}"))
 
 
 def _riff_truncated(path: Path) -> str:
@@ -254,7 +293,8 @@ def _check_audio(root: Path, meta: pd.DataFrame, problems: list[Problem], sample
         try:
             with sf.SoundFile(path) as f:
                 rate, channels, frames = f.samplerate, f.channels, f.frames
-                decoded = len(f.read(dtype="float32", always_2d=True))
+                samples = f.read(dtype="float32", always_2d=True)
+                decoded = len(samples)
         except Exception as e:  # libsndfile raises LibsndfileError, RuntimeError, ...
             problems.append(Problem("unreadable_audio", filename, None, f"cannot decode: {e} {at}"))
             continue
@@ -268,6 +308,12 @@ def _check_audio(root: Path, meta: pd.DataFrame, problems: list[Problem], sample
             continue
         if channels != 1:
             problems.append(Problem("channels", filename, None, f"{channels} channels, expected mono {at}"))
+        bad = samples.size - int(np.isfinite(samples).sum())
+        if bad:
+            problems.append(Problem("non_finite", filename, None, f"{bad} of its {samples.size} samples are NaN or "
+                                                                   f"infinite {at}"))
+        elif samples.size and not samples.any():
+            problems.append(Problem("silent", filename, None, f"all {samples.size} samples are zero {at}"))
         info.append((filename, line, rate, frames))
     stats = {"audio_files": len(meta), "audio_ok": len(info)}
     if not info:
@@ -296,9 +342,22 @@ def _check_audio(root: Path, meta: pd.DataFrame, problems: list[Problem], sample
 
 
 def check_dataset_report(root: str | Path, check_audio: bool = True, sample_rate: int | None = None,
-                         duration: float | None = None, progress: bool = True) -> CheckReport:
+                         duration: float | None = None, progress: bool = True,
+                         labels: Sequence[str] = ()) -> CheckReport:
     """Check a dataset in the TAU layout; see :func:`check_dataset`. Returns problems plus statistics."""
-    root = Path(root)
+    report, meta = _check_tables(Path(root), labels)
+    if check_audio and meta is not None:
+        report.stats.update(_check_audio(Path(root), meta, report.problems, sample_rate, duration, progress))
+    return report
+
+
+def check_tables(root: str | Path, labels: Sequence[str] = ()) -> CheckReport:
+    """The table part of :func:`check_dataset_report` (no audio is opened): what every command that reads a
+    dataset runs (:mod:`asc.data.validate`)."""
+    return _check_tables(Path(root), labels)[0]
+
+
+def _check_tables(root: Path, labels: Sequence[str]) -> tuple[CheckReport, pd.DataFrame | None]:
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
     if not (root / "meta.csv").is_file():
@@ -310,6 +369,7 @@ def check_dataset_report(root: str | Path, check_audio: bool = True, sample_rate
     if meta is not None:
         meta = _derive(meta, None)
         _check_meta(meta, "meta.csv", problems)
+        _check_classes(meta, "meta.csv", labels, problems)
         meta = meta.drop_duplicates("filename")
         meta["location"] = meta["identifier"]
         stats.update(clips=len(meta), labels=sorted(set(meta["scene_label"])),
@@ -342,20 +402,19 @@ def check_dataset_report(root: str | Path, check_audio: bool = True, sample_rate
             if t is not None:
                 _check_segments(t, meta, "meta.csv", problems)
     _check_locations(chain, [t for t in (evaluate, test_split, test_list) if t is not None], problems)
-    if check_audio and meta is not None:
-        stats.update(_check_audio(root, meta, problems, sample_rate, duration, progress))
-    return CheckReport(root=str(root), problems=problems, stats=stats)
+    return CheckReport(root=str(root), problems=problems, stats=stats), meta
 
 
 def check_dataset(root: str | Path, check_audio: bool = True, sample_rate: int | None = None,
-                  duration: float | None = None, progress: bool = True) -> list[Problem]:
+                  duration: float | None = None, progress: bool = True, labels: Sequence[str] = ()) -> list[Problem]:
     """Every problem of the dataset at ``root`` (TAU layout): tables (parse, columns, duplicates, unknown files and
-    labels), splits (nesting, whole segments, train/test location overlap) and, with ``check_audio``, each audio
-    file (exists, decodes fully, mono, sample rate and duration as given or as the majority).
+    labels, labels outside the class list: ``labels`` when declared, else the official TAU scenes when the dataset
+    uses them), splits (nesting, whole segments, train/test location overlap) and, with ``check_audio``, each audio
+    file (exists, decodes fully, finite, not all zero, mono, sample rate and duration as given or as the majority).
 
     A missing ``root`` or ``meta.csv`` is not a dataset: :class:`DatasetError`.
     """
-    return check_dataset_report(root, check_audio, sample_rate, duration, progress).problems
+    return check_dataset_report(root, check_audio, sample_rate, duration, progress, labels).problems
 
 
 def check_split_files(paths: list[str | Path], manifest: str | Path | None = None) -> CheckReport:

@@ -1,21 +1,24 @@
-"""Torch datasets of cached clips: one item per row of a table (a split, or an evaluation list)."""
+"""Torch datasets of cached clips: one item per row of a table (a split, or an evaluation list), and the loader that
+delivers them in batches.
+
+A loader only slices the memory-mapped audio cache (:meth:`ClipDataset.batch`: one read of many rows, no per-clip
+Python); augmentation runs afterwards on the batch, on the training device (``asc.augment``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
 from asc.data.cache import AudioCache, load_cache
-from asc.data.layout import EvalSet, Layout, open_dataset, open_eval_set
+from asc.data.layout import EvalSet, Layout, open_eval_set
+from asc.data.validate import open_dataset
 from asc.errors import DatasetError
-
-Transform = Callable[[torch.Tensor, dict], torch.Tensor]
-
 
 def _codes(values: pd.Series, names: list[str]) -> np.ndarray:
     """Index of each value in ``names``; -1 for empty or unknown values."""
@@ -27,19 +30,17 @@ class ClipDataset(Dataset):
     """Items ``{"audio": FloatTensor[n_samples], "label", "device", "city", "index", "filename"}``.
 
     ``table`` has a ``filename`` column and optionally ``label`` (class index) or ``scene_label`` (name), ``device``
-    (or ``device_id``) and ``city``; missing or unknown values become -1. ``transform(waveform, item)`` is applied to
-    every item's waveform (per-sample augmentation) and sees the item's other fields.
+    (or ``device_id``) and ``city``; missing or unknown values become -1. :meth:`batch` reads many items at once.
     """
 
     def __init__(self, table: pd.DataFrame, cache: AudioCache, labels: list[str], devices: list[str],
-                 transform: Transform | None = None, cities: list[str] | None = None):
+                 cities: list[str] | None = None):
         if "filename" not in table.columns:
             raise DatasetError(f"ClipDataset: table needs a filename column; found {list(table.columns)}")
         self.table = table.reset_index(drop=True)
         self.cache = cache
         self.labels = list(labels)
         self.devices = list(devices)
-        self.transform = transform
         t = self.table
         self.cities = list(cities) if cities is not None else (
             sorted(set(t["city"].astype(str)) - {""}) if "city" in t.columns else [])
@@ -66,22 +67,21 @@ class ClipDataset(Dataset):
 
     @classmethod
     def from_split(cls, layout: Layout | str | Path, split: str | int, cache_dir: str | Path | None = None,
-                   transform: Transform | None = None, sample_rate: int = 32000,
-                   progress: bool = True) -> "ClipDataset":
+                   sample_rate: int = 32000, progress: bool = True) -> "ClipDataset":
         """Split ``split`` (5, 10, 25, 50, 100, test) of a development set, cached at ``sample_rate``."""
         layout = layout if isinstance(layout, Layout) else open_dataset(layout)
         table = layout.split(split)
         cache = load_cache(layout.root, table["filename"].tolist(), sample_rate, cache_dir, progress)
-        return cls(table, cache, layout.labels, layout.devices, transform, layout.cities)
+        return cls(table, cache, layout.labels, layout.devices, layout.cities)
 
     @classmethod
     def from_eval_set(cls, eval_set: EvalSet | str | Path, labels: list[str], devices: list[str],
-                      cache_dir: str | Path | None = None, transform: Transform | None = None,
-                      sample_rate: int = 32000, progress: bool = True) -> "ClipDataset":
+                      cache_dir: str | Path | None = None, sample_rate: int = 32000,
+                      progress: bool = True) -> "ClipDataset":
         """An unlabelled evaluation set (label -1; device from ``device_id`` where given, else -1)."""
         eval_set = eval_set if isinstance(eval_set, EvalSet) else open_eval_set(eval_set)
         cache = load_cache(eval_set.root, eval_set.files["filename"].tolist(), sample_rate, cache_dir, progress)
-        return cls(eval_set.files, cache, labels, devices, transform)
+        return cls(eval_set.files, cache, labels, devices)
 
     @property
     def label_array(self) -> np.ndarray:
@@ -116,6 +116,34 @@ class ClipDataset(Dataset):
             "index": int(index),
             "filename": self._filenames[index],
         }
-        if self.transform is not None:
-            item["audio"] = self.transform(item["audio"], item)
         return item
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Items ``indices`` as one batch of tensors: ``audio`` [B, n_samples] (float32, one read of the cache),
+        ``label``, ``device``, ``city`` and ``index`` [B] (int64)."""
+        index = np.asarray(indices, dtype=np.int64)
+        return {"audio": torch.from_numpy(self.cache.batch(self._rows[index])),
+                "label": torch.from_numpy(self._label[index]), "device": torch.from_numpy(self._device[index]),
+                "city": torch.from_numpy(self._city[index]), "index": torch.from_numpy(index)}
+
+
+class _Batches(Dataset):
+    """A dataset whose items are whole batches: ``batches[list of indices] = clips.batch(indices)``."""
+
+    def __init__(self, clips: ClipDataset):
+        self.clips = clips
+
+    def __getitem__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.clips.batch(indices)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def clip_loader(dataset: ClipDataset, batch_size: int, order: Sampler[int] | Iterable[int] | None = None,
+                num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Batches of ``dataset`` (dicts of :meth:`ClipDataset.batch`) in ``order`` (a sampler or index list; default:
+    table order), each sliced from the cache in one read; ``pin_memory`` for non-blocking copies to a GPU."""
+    order = range(len(dataset)) if order is None else order
+    return DataLoader(_Batches(dataset), sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
+                      num_workers=num_workers, pin_memory=pin_memory, persistent_workers=False)

@@ -8,7 +8,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm import tqdm
 
-from asc.data.layout import Layout, open_dataset
+from asc.data.layout import Layout, read_dataset
 from asc.errors import DatasetError
 from asc.fileio import save_figure, write_json
 from asc.plots import class_device_figure
@@ -16,7 +16,7 @@ from asc.plots import class_device_figure
 
 def dataset_report(root: str | Path | Layout, audio: bool = True, progress: bool = True) -> dict:
     """Counts per split (every available one) by class and device, plus audio headers of every clip in meta.csv."""
-    layout = root if isinstance(root, Layout) else open_dataset(root)
+    layout = root if isinstance(root, Layout) else read_dataset(root)
     report = {"root": str(layout.root), "clips": len(layout.meta), "labels": layout.labels,
               "devices": layout.devices, "cities": layout.cities, "splits": {}}
     for name in layout.available_splits():

@@ -21,7 +21,7 @@ import pandas as pd
 from asc import resources
 from asc.config import from_dict, read_toml
 from asc.data.download import ChecksumError, download, verify
-from asc.data.layout import SPLIT_COLUMNS, natural_key, open_dataset, read_table
+from asc.data.layout import SPLIT_COLUMNS, natural_key, read_dataset, read_table
 from asc.errors import ConfigError, DatasetError
 from asc.fileio import atomic_path, write_json, write_text
 
@@ -213,7 +213,7 @@ def make_splits(root: str | Path, fractions=(5, 10, 25, 50, 100), seed: int = 0,
     if not fractions or fractions[0] <= 0 or fractions[-1] > 100:
         raise DatasetError(f"fractions {fractions}: expected percentages in 1..100")
     fractions = sorted(set(fractions) | {100})
-    layout = open_dataset(root)
+    layout = read_dataset(root)
     root = layout.root
     setup = root / "evaluation_setup"
     train = _rows_in_meta(layout, setup / "fold1_train.csv")

@@ -4,6 +4,7 @@ ranges they give. ``onnx`` / ``onnxruntime`` are optional heavy imports, loaded 
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -12,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from asc.accel import CPU, Accel
 from asc.data.cache import load_cache
 from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import first_lines
 from asc.export.graph import ExportError, quiet
 from asc.inference import INPUT_NAME
@@ -22,24 +24,30 @@ from asc.inference import INPUT_NAME
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
-def _frontend_batches(frontend: nn.Module, waveforms: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def _frontend_batches(frontend: nn.Module, waveforms: np.ndarray, accel: Accel, batch_size: int = 64) -> np.ndarray:
+    """The front end of ``waveforms`` [N, samples] on ``accel``'s device (a copy of it there), batched, as float32
+    [N, 1, F, T]."""
+    frontend = copy.deepcopy(frontend).to(accel.device) if accel.cuda else frontend
     out = []
     with torch.inference_mode():
         for i in range(0, len(waveforms), batch_size):
-            out.append(frontend(torch.from_numpy(np.ascontiguousarray(waveforms[i:i + batch_size]))).float().numpy())
+            batch = torch.from_numpy(np.ascontiguousarray(waveforms[i:i + batch_size]))
+            out.append(frontend(accel.to(batch)).float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
 def split_waveforms(data_root: str | Path, split: str, n: int | None, sample_rate: int, seed: int = 0,
                     cache_dir: str | Path | None = None) -> np.ndarray:
-    """``n`` clips of a split (a seeded random subset, all if ``n`` is None or larger) as waveforms [N, samples]."""
-    dataset = ClipDataset.from_split(open_dataset(data_root), split, cache_dir=cache_dir, sample_rate=sample_rate)
+    """``n`` clips of a split (a seeded random subset, all if ``n`` is None or larger) as waveforms [N, samples],
+    sliced from the audio cache in one read."""
+    dataset = ClipDataset.from_split(open_dataset(data_root), split, cache_dir=cache_dir, sample_rate=sample_rate,
+                                     progress=False)
     if len(dataset) == 0:
         raise ExportError(f"{data_root}: split {split!r} has no clips to calibrate or check on")
     rows = np.arange(len(dataset))
     if n is not None and n < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
-    return np.stack([np.asarray(dataset[int(i)]["audio"], dtype=np.float32) for i in rows])
+    return dataset.batch(rows)["audio"].numpy()
 
 
 def file_waveforms(data_root: str | Path, filenames: Sequence[str], sample_rate: int,
@@ -57,8 +65,9 @@ def file_waveforms(data_root: str | Path, filenames: Sequence[str], sample_rate:
 
 
 def calibration_logmels(calibration, frontend: nn.Module, input_shape: Sequence[int], n: int | None,
-                        what: str = "calibration set") -> np.ndarray:
-    """Log-mel inputs [N, 1, F, T] from an array of log-mels [N, 1, F, T] or of waveforms [N, samples].
+                        what: str = "calibration set", accel: Accel = CPU) -> np.ndarray:
+    """Log-mel inputs [N, 1, F, T] from an array of log-mels [N, 1, F, T] or of waveforms [N, samples] (whose front
+    end runs on ``accel``'s device).
 
     Raises :class:`ExportError` when the set is empty or its shape does not fit the model input ``input_shape``.
     """
@@ -72,7 +81,7 @@ def calibration_logmels(calibration, frontend: nn.Module, input_shape: Sequence[
     if n is not None:
         array = array[:n]
     if array.ndim == 2:
-        array = _frontend_batches(frontend.eval(), array)
+        array = _frontend_batches(frontend.eval(), array, accel)
     if array.ndim != 4 or tuple(array.shape[1:]) != expected:
         raise ExportError(f"{what} has shape {list(np.asarray(calibration).shape)} (log-mel {list(array.shape)}); "
                           f"the model expects log-mels [N, {', '.join(map(str, expected))}] "

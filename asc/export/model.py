@@ -13,17 +13,18 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from asc.accel import resolve
 from asc.export.calibration import (CALIBRATION_METHODS, calibration_logmels, file_waveforms, quantize_int8,
                                     split_waveforms)
 from asc.export.checks import TOLERANCES, ExportCheck, run_checks
 from asc.export.graph import (ExportError, FrontendAndModel, HalfPrecision, rename_graph_io, save_all,
                               set_metadata, torch_to_onnx)
 from asc.errors import first_lines
-from asc.fileio import write_json
+from asc.fileio import check_writable, write_json
 from asc.frontend import input_shape
 from asc.inference import INPUT_NAME, WAVEFORM_NAME, ort_session
 from asc.models.registry import Bundle, load_bundle
-from asc.runs import export_report_path
+from asc.runs import export_report_path, run_lock_for
 
 PRECISIONS = ("fp32", "fp16", "int8")
 N_RANDOM_CHECK = 8
@@ -71,10 +72,11 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
                  with_frontend: bool = False, data_root: str | Path | None = None,
                  calibration_files: Sequence[str] | None = None, check_split: str = "test",
                  n_check: int = N_REAL_CHECK, cache_dir: str | Path | None = None, strict: bool = True,
-                 seed: int = 0) -> ExportReport:
+                 seed: int = 0, device: str = "auto") -> ExportReport:
     """Export a run folder, bundle file or :class:`~asc.models.registry.Bundle` to ONNX; see :func:`export_onnx`.
 
-    Returns the :class:`ExportReport` (also written as JSON beside ``out``). With ``strict`` a fp32/fp16 file that
+    The front end of the calibration and check clips runs on ``device``; the PyTorch reference the file is checked
+    against stays on the CPU in float32 (as ONNX Runtime runs the file). Returns the :class:`ExportReport` (also written as JSON beside ``out``). With ``strict`` a fp32/fp16 file that
     differs from PyTorch beyond tolerance is an :class:`ExportError` and nothing is written.
     """
     if precision not in PRECISIONS:
@@ -86,104 +88,110 @@ def export_model(model_path, out: str | Path, precision: str = "fp32", calibrati
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"{out}: the output file must end in .onnx")
-    bundle, source = _load_source(model_path)
-    model, frontend = bundle.model.eval(), bundle.frontend.eval()
-    shape = input_shape(frontend)
-    what = f"model {bundle.model_name} ({source})"
+    check_writable(out, "ONNX file")
+    with run_lock_for(out):  # an export into a run folder waits for a process writing that run
+        bundle, source = _load_source(model_path)
+        model, frontend = bundle.model.eval(), bundle.frontend.eval()
+        shape = input_shape(frontend)
+        what = f"model {bundle.model_name} ({source})"
+        accel = resolve(device, "off")
 
-    # Real clips: calibration (INT8) and the check inputs.
-    calib_logmel = None
-    calib_info = None
-    if precision == "int8":
-        if calibration is not None:
-            calib_logmel = calibration_logmels(calibration, frontend, shape, n_calibration)
-            calib_source = "given array"
-        elif data_root is None:
-            raise ExportError("INT8 needs calibration clips: pass data_root (a dataset in the TAU layout; "
-                              "CLI: --data ROOT), calibration_files with data_root, or a calibration array")
-        elif calibration_files is not None:
-            waves = file_waveforms(data_root, list(calibration_files)[:n_calibration], frontend.sample_rate,
-                                   cache_dir)
-            calib_logmel = calibration_logmels(waves, frontend, shape, None, "calibration_files")
-            calib_source = f"{len(waves)} listed files of {data_root}"
+        # Real clips: calibration (INT8) and the check inputs.
+        calib_logmel = None
+        calib_info = None
+        if precision == "int8":
+            if calibration is not None:
+                calib_logmel = calibration_logmels(calibration, frontend, shape, n_calibration, accel=accel)
+                calib_source = "given array"
+            elif data_root is None:
+                raise ExportError("INT8 needs calibration clips: pass data_root (a dataset in the TAU layout; "
+                                  "CLI: --data ROOT), calibration_files with data_root, or a calibration array")
+            elif calibration_files is not None:
+                waves = file_waveforms(data_root, list(calibration_files)[:n_calibration], frontend.sample_rate,
+                                       cache_dir)
+                calib_logmel = calibration_logmels(waves, frontend, shape, None, "calibration_files", accel)
+                calib_source = f"{len(waves)} listed files of {data_root}"
+            else:
+                waves = split_waveforms(data_root, calibration_split, n_calibration, frontend.sample_rate, seed,
+                                        cache_dir)
+                calib_logmel = calibration_logmels(waves, frontend, shape, None,
+                                                   f"{data_root} split {calibration_split}", accel)
+                calib_source = f"{data_root} split{calibration_split}"
+            calib_info = {"n": len(calib_logmel), "method": calibration_method, "source": calib_source,
+                          "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel"}
+        real_waves = None
+        if data_root is not None:
+            real_waves = split_waveforms(data_root, check_split, n_check, frontend.sample_rate, seed + 1, cache_dir)
+        elif calibration is not None:
+            array = (calibration.detach().cpu().numpy() if isinstance(calibration, torch.Tensor)
+                     else np.asarray(calibration))
+            if array.ndim == 2:
+                real_waves = array[:n_check].astype(np.float32)
+        real_logmel = None
+        if real_waves is not None:
+            real_logmel = calibration_logmels(real_waves, frontend, shape, None, "check set", accel)
+        elif calib_logmel is not None:
+            real_logmel = calib_logmel[:n_check]
+        rng = np.random.default_rng(seed)
+        random_logmel = rng.standard_normal((N_RANDOM_CHECK, *shape[1:])).astype(np.float32)
+        if real_logmel is not None:  # random inputs on the scale of real ones
+            random_logmel = random_logmel * real_logmel.std() + real_logmel.mean()
+
+        # The network.
+        example = torch.from_numpy(random_logmel[:2])
+        try:
+            with torch.inference_mode():
+                model(example)
+        except Exception as e:
+            raise ExportError(f"{what} does not run on its front end's output {list(shape)}: "
+                              f"{first_lines(e)}") from None
+        if precision == "fp16":
+            net = torch_to_onnx(HalfPrecision(model), example, INPUT_NAME, f"{what} in fp16")
         else:
-            waves = split_waveforms(data_root, calibration_split, n_calibration, frontend.sample_rate, seed,
-                                    cache_dir)
-            calib_logmel = calibration_logmels(waves, frontend, shape, None, f"{data_root} split {calibration_split}")
-            calib_source = f"{data_root} split{calibration_split}"
-        calib_info = {"n": len(calib_logmel), "method": calibration_method, "source": calib_source,
-                      "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel"}
-    real_waves = None
-    if data_root is not None:
-        real_waves = split_waveforms(data_root, check_split, n_check, frontend.sample_rate, seed + 1, cache_dir)
-    elif calibration is not None:
-        array = calibration.detach().cpu().numpy() if isinstance(calibration, torch.Tensor) else np.asarray(calibration)
-        if array.ndim == 2:
-            real_waves = array[:n_check].astype(np.float32)
-    real_logmel = None
-    if real_waves is not None:
-        real_logmel = calibration_logmels(real_waves, frontend, shape, None, "check set")
-    elif calib_logmel is not None:
-        real_logmel = calib_logmel[:n_check]
-    rng = np.random.default_rng(seed)
-    random_logmel = rng.standard_normal((N_RANDOM_CHECK, *shape[1:])).astype(np.float32)
-    if real_logmel is not None:  # random inputs on the scale of real ones
-        random_logmel = random_logmel * real_logmel.std() + real_logmel.mean()
+            net = torch_to_onnx(model, example, INPUT_NAME, what)
+        rename_graph_io(net, INPUT_NAME)
+        if precision == "int8":
+            net = quantize_int8(net, calib_logmel, calibration_method)
+        checks = run_checks(ort_session(net), model, random_logmel, real_logmel, precision)
+        _fail_if_strict(checks, strict, what, precision)
 
-    # The network.
-    example = torch.from_numpy(random_logmel[:2])
-    try:
-        with torch.inference_mode():
-            model(example)
-    except Exception as e:
-        raise ExportError(f"{what} does not run on its front end's output {list(shape)}: {first_lines(e)}") from None
-    if precision == "fp16":
-        net = torch_to_onnx(HalfPrecision(model), example, INPUT_NAME, f"{what} in fp16")
-    else:
-        net = torch_to_onnx(model, example, INPUT_NAME, what)
-    rename_graph_io(net, INPUT_NAME)
-    if precision == "int8":
-        net = quantize_int8(net, calib_logmel, calibration_method)
-    checks = run_checks(ort_session(net), model, random_logmel, real_logmel, precision)
-    _fail_if_strict(checks, strict, what, precision)
+        metadata = {
+            "asc.labels": json.dumps(list(bundle.labels)),
+            "asc.frontend": json.dumps({"name": bundle.frontend_name, "config": bundle.frontend_config}),
+            "asc.model": json.dumps({"name": bundle.model_name, "config": bundle.model_config}),
+            "asc.precision": precision,
+            "asc.input": INPUT_NAME,
+            "asc.input_shape": json.dumps(["batch", *shape[1:]]),
+            "asc.source": source,
+        }
+        if calib_info:
+            metadata["asc.calibration"] = json.dumps(calib_info)
+        if bundle.extra.get("selection"):
+            metadata["asc.selection"] = json.dumps(bundle.extra["selection"])
+        set_metadata(net, metadata)
+        net.producer_name, net.doc_string = "asc", f"{bundle.model_name} {precision}: log-mel [B, 1, F, T] -> logits"
 
-    metadata = {
-        "asc.labels": json.dumps(list(bundle.labels)),
-        "asc.frontend": json.dumps({"name": bundle.frontend_name, "config": bundle.frontend_config}),
-        "asc.model": json.dumps({"name": bundle.model_name, "config": bundle.model_config}),
-        "asc.precision": precision,
-        "asc.input": INPUT_NAME,
-        "asc.input_shape": json.dumps(["batch", *shape[1:]]),
-        "asc.source": source,
-    }
-    if calib_info:
-        metadata["asc.calibration"] = json.dumps(calib_info)
-    if bundle.extra.get("selection"):
-        metadata["asc.selection"] = json.dumps(bundle.extra["selection"])
-    set_metadata(net, metadata)
-    net.producer_name, net.doc_string = "asc", f"{bundle.model_name} {precision}: log-mel [B, 1, F, T] -> logits"
+        # The optional waveform-input file.
+        fe_model, fe_checks, fe_note = None, [], None
+        fe_out = out.with_name(out.stem + ".e2e.onnx")
+        if with_frontend:
+            fe_model, fe_checks, fe_note = _with_frontend(net, bundle, shape, real_waves, precision, what, strict)
+            if fe_model is not None:
+                set_metadata(fe_model, {**metadata, "asc.input": WAVEFORM_NAME,
+                                         "asc.input_shape": json.dumps(["batch", frontend.sample_rate])})
 
-    # The optional waveform-input file.
-    fe_model, fe_checks, fe_note = None, [], None
-    fe_out = out.with_name(out.stem + ".e2e.onnx")
-    if with_frontend:
-        fe_model, fe_checks, fe_note = _with_frontend(net, bundle, shape, real_waves, precision, what, strict)
-        if fe_model is not None:
-            set_metadata(fe_model, {**metadata, "asc.input": WAVEFORM_NAME,
-                                     "asc.input_shape": json.dumps(["batch", frontend.sample_rate])})
-
-    notes = []
-    if bundle.extra.get("device_state_dicts"):
-        notes.append(f"the bundle holds {len(bundle.extra['device_state_dicts'])} device-specific models "
-                     f"({', '.join(bundle.extra['device_state_dicts'])}); only the general model was exported")
-    size, *fe_size = save_all([(net, out)] + ([(fe_model, fe_out)] if fe_model is not None else []))
-    report = ExportReport(path=out, precision=precision, model_name=bundle.model_name, source=source,
-                          size_bytes=size, input_shape=["batch", *shape[1:]], checks=checks, calibration=calib_info,
-                          frontend_path=fe_out if fe_model is not None else None,
-                          frontend_size_bytes=fe_size[0] if fe_size else None, frontend_checks=fe_checks,
-                          frontend_note=fe_note, notes=notes)
-    write_json(export_report_path(out), report.to_dict())
-    return report
+        notes = []
+        if bundle.extra.get("device_state_dicts"):
+            notes.append(f"the bundle holds {len(bundle.extra['device_state_dicts'])} device-specific models "
+                         f"({', '.join(bundle.extra['device_state_dicts'])}); only the general model was exported")
+        size, *fe_size = save_all([(net, out)] + ([(fe_model, fe_out)] if fe_model is not None else []))
+        report = ExportReport(path=out, precision=precision, model_name=bundle.model_name, source=source,
+                              size_bytes=size, input_shape=["batch", *shape[1:]], checks=checks, calibration=calib_info,
+                              frontend_path=fe_out if fe_model is not None else None,
+                              frontend_size_bytes=fe_size[0] if fe_size else None, frontend_checks=fe_checks,
+                              frontend_note=fe_note, notes=notes)
+        write_json(export_report_path(out), report.to_dict())
+        return report
 
 
 def _fail_if_strict(checks: list[ExportCheck], strict: bool, what: str, precision: str) -> None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from asc.config import from_dict, to_dict
 from asc.errors import CheckpointError, ConfigError
-from asc.frontend import build_frontend
+from asc.frontend import MOVED_TO_AUGMENT, build_frontend
 from asc.runs import BUNDLE_FORMAT, read_bundle, write_bundle
 
 FAMILY_MODULES = ("baseline24", "cpmobile", "cpresnet", "passt", "efficientat")
@@ -34,6 +34,7 @@ class ModelSpec:
     build: Callable[[Any], nn.Module]
     frontend: str  # front-end name in asc.frontend
     frontend_config: dict[str, Any] = field(default_factory=dict)  # overrides of the front end's defaults
+    augment: dict[str, Any] = field(default_factory=dict)  # training augmentation of its own (asc.augment keys)
     role: str = "student"  # "student" or "teacher"
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)  # preset values on top of config_cls defaults
@@ -141,11 +142,12 @@ def load_bundle(path: str | Path, which: str = "model") -> Bundle:
     cfg = from_dict(get_spec(ckpt["model_name"]).config_cls, model_config, where=f"{ckpt_path}:model_config")
     model = get_spec(ckpt["model_name"]).build(cfg)
     load_state_dict_strict(model, ckpt["state_dict"], str(ckpt_path))
-    frontend = build_frontend(ckpt["frontend_name"], ckpt["frontend_config"])
+    frontend_config = {k: v for k, v in ckpt["frontend_config"].items() if k not in MOVED_TO_AUGMENT}
+    frontend = build_frontend(ckpt["frontend_name"], frontend_config)
     known = {"format", "model_name", "model_config", "frontend_name", "frontend_config", "labels", "state_dict"}
     return Bundle(model=model.eval(), frontend=frontend.eval(), model_name=ckpt["model_name"],
                   model_config=ckpt["model_config"], frontend_name=ckpt["frontend_name"],
-                  frontend_config=ckpt["frontend_config"], labels=list(ckpt["labels"]),
+                  frontend_config=frontend_config, labels=list(ckpt["labels"]),
                   extra={k: v for k, v in ckpt.items() if k not in known})
 
 

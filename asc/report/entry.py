@@ -15,6 +15,7 @@ from asc.data.layout import normalise_split_name
 from asc.errors import AscError, ConfigError
 from asc.report.settings import key_settings, recorded_recipe
 from asc.runs import RunDir, default_eval_dir, eval_paths, export_report_path
+from asc.train.config import migrate
 
 MODEL_SUFFIXES = (".onnx", ".pt")
 EVAL_KEYS = ("macro_accuracy", "accuracy", "log_loss", "per_class", "per_device")
@@ -166,7 +167,7 @@ def _read_config(entry: RunEntry, run: Path) -> None:
                            "starts)")
         return
     try:
-        entry.config = run_dir.config_dict()
+        entry.config = migrate(run_dir.config_dict())
     except ConfigError as e:
         entry.notes.append(f"training settings unknown: {e}")
         return

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from asc.augment import describe as describe_augment
 from asc.config import to_dict
 from asc.errors import AscError
 from asc.frontend import frontend_config
@@ -95,7 +96,7 @@ def key_settings(c: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, 
     if sched:
         out["schedule"] = _schedule_text(sched)
     if aug:
-        out["augmentation"] = _augment_text(aug)
+        out["augmentation"] = describe_augment(aug)
     teachers = kd.get("teacher_logits") or (f"{len(kd['teachers'])} teacher(s) online: "
                                             + ", ".join(kd["teachers"]) if kd.get("teachers") else "")
     if teachers:
@@ -129,19 +130,6 @@ def _schedule_text(s: dict[str, Any]) -> str:
         return (f"cpjku: warm-up {s.get('warmup_epochs')} epochs, ramp-down from epoch {s.get('rampdown_start')} "
                 f"over {s.get('rampdown_epochs')} to {value_text(s.get('last_factor'))}")
     return str(s.get("name"))
-
-
-def _augment_text(a: dict[str, Any]) -> str:
-    parts = []
-    if a.get("mixstyle_p"):
-        parts.append(f"Freq-MixStyle p {value_text(a['mixstyle_p'])} α {value_text(a.get('mixstyle_alpha'))}")
-    if a.get("roll_samples"):
-        parts.append(f"roll ±{a['roll_samples']}")
-    if a.get("dir_p"):
-        parts.append(f"DIR p {value_text(a['dir_p'])}")
-    if a.get("mixup_alpha"):
-        parts.append(f"mixup α {value_text(a['mixup_alpha'])}")
-    return " · ".join(parts) or "none"
 
 
 def _duration(seconds: float) -> str:

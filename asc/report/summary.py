@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from asc.data.layout import TRAIN_SPLITS, open_dataset
+from asc.data.layout import TRAIN_SPLITS, read_dataset
 from asc.errors import AscError
 from asc.report.entry import RunEntry
 from asc.report.settings import pct
@@ -108,7 +108,7 @@ def _validation_overlap(run: RunDir, metrics: dict[str, Any]) -> int:
     if not path.is_file() or metrics.get("split") != "test" or not metrics.get("data_root"):
         return 0
     try:
-        test = set(open_dataset(metrics["data_root"]).split("test")["filename"])
+        test = set(read_dataset(metrics["data_root"]).split("test")["filename"])
     except (AscError, OSError):  # the dataset moved: nothing to compare against
         return 0
     held = [line.split("\t", 1)[0] for line in path.read_text().splitlines()[1:] if line.strip()]

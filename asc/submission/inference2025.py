@@ -26,13 +26,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from asc.accel import Accel, resolve
 from asc.complexity import check, fitting_precisions, load_budget, torch_threads
 from asc.config import from_dict
 from asc.data.cache import decode_file
-from asc.data.layout import natural_key, open_dataset
+from asc.data.layout import natural_key
+from asc.data.validate import open_dataset
 from asc.fileio import write_json, write_text
 from asc.frontend import frontend_config
-from asc.inference import TorchPredictor
+from asc.inference import TorchPredictor, predict_batches
 from asc.models.registry import Bundle, get_spec, load_bundle
 from asc.runs import resolve_checkpoint
 from asc.submission.complexity2025 import inference_module, measure_module
@@ -223,14 +225,17 @@ def _check_code(package: str, system: _System) -> None:
                               f"(log-mel differs by {mel:.1e}, logits by {logits:.1e})")
 
 
-def _agreement(module, system: _System, files: list[str], devices: list[str]) -> dict[str, Any]:
-    """The deployed package vs the toolkit's float32 model (as ``asc evaluate`` runs it) on the same clips."""
+def _agreement(module, system: _System, files: list[str], devices: list[str], accel: Accel) -> dict[str, Any]:
+    """The deployed package vs the toolkit's float32 model (as ``asc evaluate`` runs it, on ``accel``) on the same
+    clips."""
     ours, _ = module.predict(files, devices, use_cuda=False)
     ours = torch.stack(ours).float()
-    predictor = TorchPredictor(system.bundle)
+    predictor = TorchPredictor(system.bundle, accel)
     rate = int(_frontend_parts(system.bundle)[1].sample_rate)
     waves = torch.from_numpy(np.stack([decode_file(f, rate, CLIP_SECONDS, round(rate * CLIP_SECONDS)) for f in files]))
-    theirs = predictor.logits_from_logmel(predictor.frontend(waves), device_ids=devices).float()
+    names = sorted(set(devices))
+    batch = {"audio": waves, "device": torch.tensor([names.index(d) for d in devices])}
+    theirs = torch.from_numpy(predict_batches(predictor, [batch], progress=False, device_names=names))
     return {"clips": len(files), "top1_agreement": round(float((ours.argmax(1) == theirs.argmax(1)).float().mean()), 4),
             "max_abs_logit_difference": round(float((ours - theirs).abs().max()), 4)}
 
@@ -294,6 +299,7 @@ def build_inference_package(cfg: PackageConfig, out_dir: str | Path, edition: st
     if len(set(indices)) != len(indices) or not set(indices) <= {1, 2, 3, 4}:
         raise SubmissionError(f"system indices {indices}: each must be one of 1-4, used once")
     label = package_label(cfg)
+    accel = resolve(cfg.device, "off")  # the agreement check compares with the float32 model
     systems = [_load_system(cfg, s) for s in cfg.systems]
     layout = _dev_layout(cfg, systems)
     test = layout.split("test")
@@ -319,7 +325,7 @@ def build_inference_package(cfg: PackageConfig, out_dir: str | Path, edition: st
             with inference_module(pkg / f"{name}.py") as module, torch_threads(1):
                 _check_code(label, system)
                 complexity[name] = _complexity(module, system, edition)
-                agreement[name] = _agreement(module, system, files, list(sample["device"]))
+                agreement[name] = _agreement(module, system, files, list(sample["device"]), accel)
         write_json(pkg / "complexity.json", complexity)
         write_text(staging / "pyproject.toml", PYPROJECT.format(
             label=label, dependencies=", ".join(f'"{d}"' for d in dependencies)))

@@ -21,7 +21,7 @@ from asc.config import load_config
 from asc.data.layout import open_eval_set
 from asc.errors import AscError
 from asc.evaluate import evaluate
-from asc.fileio import atomic_path
+from asc.fileio import atomic_path, check_writable
 from asc.submission import rules as R
 from asc.submission.predict import predict_eval_set
 from asc.submission.validate import validate_system
@@ -71,7 +71,9 @@ class PackageConfig:
     edition: str = "dcase2024"
     labels: list[str] = field(default_factory=list)  # the class list, in output order (default: the ten TAU scenes)
     out: str = ""
-    batch_size: int = 256
+    batch_size: int = 0  # clips per batch when predicting; 0 = the device's default
+    device: str = "auto"  # where the models run: auto, cpu, cuda, cuda:N
+    autocast: str = "auto"  # mixed precision of PyTorch models: auto (GPU only), off, bf16, fp16
 
 
 DESCRIPTION_DEFAULTS = {
@@ -102,9 +104,10 @@ def system_label(cfg: PackageConfig, system: SystemConfig) -> str:
     return f"{cfg.lastname}_{cfg.institute}_task1_{system.index}"
 
 
-def dev_results(model_path: str, dev_data: str, labels: list[str], devices: list[str]) -> dict[str, Any]:
+def dev_results(model_path: str, cfg: PackageConfig, labels: list[str], devices: list[str]) -> dict[str, Any]:
     """overall / class_wise / device_wise blocks (accuracy in percent, log loss) from the dev-test evaluation."""
-    metrics = evaluate(model_path, dev_data, split="test", progress=False)
+    metrics = evaluate(model_path, cfg.dev_data, split="test", progress=False, batch_size=cfg.batch_size or None,
+                       device=cfg.device, autocast=cfg.autocast)
 
     def item(block: dict | None) -> dict[str, Any]:
         if not block or not block.get("n"):
@@ -195,8 +198,8 @@ def build_package(cfg: PackageConfig, progress: bool = True, warn: Callable[[str
         raise SubmissionError("no [[systems]] in the package config")
     if len(cfg.systems) > R.MAX_SYSTEMS:
         raise SubmissionRejected(f"{len(cfg.systems)} systems; the rules allow at most {R.MAX_SYSTEMS}")
+    out = check_writable(cfg.out or f"submissions/{cfg.lastname}_{cfg.institute}_task1.zip", "submission zip")
     eval_set = open_eval_set(cfg.eval_set)
-    out = Path(cfg.out or f"submissions/{cfg.lastname}_{cfg.institute}_task1.zip")
     report = Path(cfg.technical_report) if cfg.technical_report else None
     if report is not None and not report.is_file():
         raise SubmissionError(f"{report}: technical report not found")
@@ -218,10 +221,11 @@ def build_package(cfg: PackageConfig, progress: bool = True, warn: Callable[[str
         outputs: dict[str, str] = {}
         results: dict[str, Any] = {}
         for split, model in models.items():
-            table = _ordered(predict_eval_set(model, cfg.eval_set, batch_size=cfg.batch_size, progress=progress),
+            table = _ordered(predict_eval_set(model, cfg.eval_set, batch_size=cfg.batch_size or None,
+                                              progress=progress, device=cfg.device, autocast=cfg.autocast),
                              labels, f"system {label} split {split} ({model})")
             outputs[split] = table.to_csv(sep="\t", index=False, float_format="%.6f")
-            results[f"split_{split}"] = dev_results(model, cfg.dev_data, labels, R.TAU_DEVICES)
+            results[f"split_{split}"] = dev_results(model, cfg, labels, R.TAU_DEVICES)
         meta_text = yaml.safe_dump(build_meta(cfg, system, results, complexity), sort_keys=False, allow_unicode=True)
         meta_text = with_comments(meta_text, "macs", graph)
         problems += validate_system(label, outputs, meta_text, rules, budget=budget)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from asc.accel import Accel
 from asc.data.dataset import ClipDataset
 from asc.data.layout import open_eval_set
-from asc.fileio import atomic_path
-from asc.inference import load_predictor, predict_batches
+from asc.fileio import atomic_path, check_writable
+from asc.inference import load_predictor, predict_dataset
 from asc.metrics import softmax
 from asc.submission.rules import eval_basename
 
@@ -32,16 +32,20 @@ def write_output_csv(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def predict_eval_set(model_path: str | Path, eval_root: str | Path, out: str | Path | None = None,
-                     batch_size: int = 256, cache_dir: str | Path | None = None, num_workers: int = 0,
-                     progress: bool = True) -> pd.DataFrame:
-    """Predict every file of an evaluation set (a run, bundle or ONNX model); optionally write the output CSV."""
-    predictor = load_predictor(model_path)
+                     batch_size: int | None = None, cache_dir: str | Path | None = None, num_workers: int = 0,
+                     progress: bool = True, device: str | Accel = "auto", autocast: str = "auto") -> pd.DataFrame:
+    """Predict every file of an evaluation set (a run, bundle or ONNX model) on ``device``; optionally write the
+    output CSV. ``batch_size``: clips per batch (default: the device's)."""
+    if out is not None:
+        check_writable(out, "output CSV")
+    predictor = load_predictor(model_path, device, autocast)
     eval_set = open_eval_set(eval_root)
     devices = sorted({d for d in eval_set.files["device_id"] if d})
-    dataset = ClipDataset.from_eval_set(eval_set, predictor.labels, devices, cache_dir=cache_dir)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    logits = predict_batches(predictor, loader, total=len(loader), desc="predict eval set", progress=progress,
-                             device_names=devices)
+    dataset = ClipDataset.from_eval_set(eval_set, predictor.labels, devices, cache_dir=cache_dir,
+                                        sample_rate=getattr(predictor.frontend, "sample_rate", 32000),
+                                        progress=progress)
+    logits = predict_dataset(predictor, dataset, batch_size, desc="predict eval set", progress=progress,
+                             num_workers=num_workers)
     table = output_table(list(eval_set.files["filename"]), logits, predictor.labels)
     if out is not None:
         write_output_csv(table, out)

@@ -19,13 +19,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from asc.config import to_dict
-from asc.data.layout import natural_key, open_dataset
+from asc.data.layout import natural_key
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
 from asc.fileio import write_json
 from asc.models.registry import bundle_dict, load_bundle
 from asc.runs import RunDir, write_bundle
-from asc.train.config import TrainConfig
+from asc.train.config import TrainConfig, load_train_config
 from asc.train.recipes import build_config
 from asc.train.trainer import fit
 
@@ -40,7 +41,7 @@ def finetune_devices(run: str | Path, out_dir: str | Path | None = None, epochs:
     run = RunDir(run)
     if not run.has_config():
         raise ConfigError(f"{run}: not a training run folder (no config.toml); pass runs/<name> of `asc train`")
-    general_cfg = run.read_config(TrainConfig)
+    general_cfg = load_train_config(run.config_path)
     general_ckpt = run.model_checkpoint()
     out = RunDir(out_dir if out_dir is not None else run.path.parent / f"{run.name}-devices")
     with out.lock():
@@ -84,9 +85,9 @@ def _finetune(run: RunDir, general_cfg: TrainConfig, general_ckpt: Path, out: Ru
                  out.last_checkpoint)
     out.write_config(base)
     specific = evaluate(out.path, general_cfg.data, split="test", out_dir=out.eval_dir,
-                        batch_size=general_cfg.eval_batch_size, cache_dir=general_cfg.cache_dir or None,
-                        progress=progress)
-    general_eval = _general_metrics(run, general_cfg, progress)
+                        batch_size=cfg.eval_batch_size or None, cache_dir=general_cfg.cache_dir or None,
+                        progress=progress, device=cfg.device, autocast=cfg.autocast)
+    general_eval = _general_metrics(run, cfg, progress)
     summary = {
         "general_run": str(run), "devices": devices, "device_runs": device_runs,
         "general": _summary(general_eval), "device_specific": _summary(specific),
@@ -104,8 +105,8 @@ def _general_metrics(run: RunDir, cfg: TrainConfig, progress: bool) -> dict[str,
     path, _ = run.eval_paths("test")
     if path.is_file():
         return json.loads(path.read_text())
-    return evaluate(run.path, cfg.data, split="test", batch_size=cfg.eval_batch_size,
-                    cache_dir=cfg.cache_dir or None, progress=progress)
+    return evaluate(run.path, cfg.data, split="test", batch_size=cfg.eval_batch_size or None,
+                    cache_dir=cfg.cache_dir or None, progress=progress, device=cfg.device, autocast=cfg.autocast)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

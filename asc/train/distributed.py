@@ -1,5 +1,5 @@
 """What one training process needs to know about the others and about chance: the process group (torchrun:
-WORLD_SIZE > 1; gloo on CPU, nccl on CUDA), the device it trains on, the shard of every epoch it sees
+WORLD_SIZE > 1; gloo on CPU, nccl on CUDA), the shard of every epoch it sees
 (:class:`EpochSampler`: a pure function of seed and epoch) and the random state saved in and restored from
 checkpoints."""
 
@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from asc.errors import ConfigError
 
 
 class EpochSampler(Sampler[int]):
@@ -49,7 +48,6 @@ class EpochSampler(Sampler[int]):
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "epoch": self.epoch}
-
 
 
 @dataclass
@@ -104,17 +102,6 @@ def init_distributed(device_pref: str) -> Dist:
         dist.init_process_group("nccl" if use_cuda else "gloo")
         owns = True
     return Dist(rank=rank, world_size=world, local_rank=local_rank, owns_group=owns)
-
-
-def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU if CUDA is available, else CPU."""
-    if pref == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(pref)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {pref!r} requested but CUDA is not available; use device=auto or cpu")
-    return device
-
 
 
 def seed_everything(seed: int) -> None:

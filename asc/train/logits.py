@@ -1,9 +1,17 @@
 """Teacher-logit store: the (ensemble-averaged) logits of teachers on the training clips, keyed by file name.
 
 A store is one ``.logits`` file (NumPy ``.npz`` content, written atomically) plus a human-readable JSON sidecar
-(``<path>.json``). It carries the *dataset fingerprint* (SHA-256 over ``meta.csv`` and the covered file list) so
-that logits computed for one dataset are never used with another, and its provenance (teacher runs and their
-dev-test accuracies). Students look logits up by file name (:meth:`TeacherLogits.for_files`), never by position.
+(``<path>.json``). It carries what it was computed from, and each is checked before its logits are used:
+
+* the *dataset fingerprint*: SHA-256 over ``meta.csv`` and the covered file list (another dataset, or an altered
+  file list, is refused);
+* ``logits_sha256``: a checksum of the logits themselves (rows shuffled or edited after writing are refused);
+* ``audio_sha256`` and the per-clip digests it covers: the content of every clip's source file, as the audio cache
+  records it (:meth:`asc.data.cache.AudioCache.digests`); different audio under the same ``meta.csv`` is refused,
+  naming the clips that differ (:meth:`TeacherLogits.check_audio`);
+
+and its provenance (teacher runs and their dev-test accuracies). Students look logits up by file name
+(:meth:`TeacherLogits.for_files`), never by position. :mod:`asc.train.ensemble` computes stores.
 """
 
 from __future__ import annotations
@@ -17,20 +25,33 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
 from asc.errors import DatasetError
 from asc.fileio import file_digest, write_bytes, write_json
-from asc.inference import load_predictor, predict_batches
-from asc.metrics import compute_metrics
 
-FORMAT = "asc.teacher_logits/1"
+FORMAT = "asc.teacher_logits/2"
+OLD_FORMATS = ("asc.teacher_logits/1",)  # without logit checksum and audio digests: recomputed, never trusted
 
 
 class TeacherLogitsError(DatasetError):
-    """A teacher-logit store is unreadable, for another dataset, or misses files."""
+    """A teacher-logit store is unreadable, altered, for another dataset or other audio, or misses files."""
+
+
+class OutdatedStoreError(TeacherLogitsError):
+    """A store of an older format, without the checksums this version verifies: recompute it."""
+
+
+def logits_checksum(logits: np.ndarray) -> str:
+    """SHA-256 of the float32 logits, row-major."""
+    return hashlib.sha256(np.ascontiguousarray(logits, dtype=np.float32).tobytes()).hexdigest()
+
+
+def audio_checksum(filenames: Sequence[str], digests: Sequence[str]) -> str:
+    """SHA-256 over (file name, source digest) pairs in store order."""
+    h = hashlib.sha256()
+    for name, digest in zip(filenames, digests):
+        h.update(f"{name}\t{digest}\n".encode())
+    return h.hexdigest()
 
 
 def dataset_fingerprint(meta_sha256: str, filenames: Sequence[str]) -> str:
@@ -44,12 +65,14 @@ def dataset_fingerprint(meta_sha256: str, filenames: Sequence[str]) -> str:
 
 @dataclass
 class TeacherLogits:
-    """Logits ``[N, n_classes]`` (float32) of ``filenames`` (as in ``meta.csv``), for classes ``labels``."""
+    """Logits ``[N, n_classes]`` (float32) of ``filenames`` (as in ``meta.csv``), for classes ``labels``, computed
+    from the clips whose source digests are ``audio_digests``."""
 
     filenames: list[str]
     logits: np.ndarray
     labels: list[str]
     meta_sha256: str
+    audio_digests: list[str]
     provenance: dict[str, Any] = field(default_factory=dict)
     _index: dict[str, int] = field(init=False, repr=False)
 
@@ -62,6 +85,9 @@ class TeacherLogits:
         if len(self._index) != len(self.filenames):
             dup = next(n for i, n in enumerate(self.filenames) if self._index[n] != i)
             raise TeacherLogitsError(f"teacher logits: duplicate file name {dup}")
+        if len(self.audio_digests) != len(self.filenames):
+            raise TeacherLogitsError(f"teacher logits: {len(self.audio_digests)} audio digests for "
+                                     f"{len(self.filenames)} files")
 
     @property
     def fingerprint(self) -> str:
@@ -69,9 +95,11 @@ class TeacherLogits:
 
     @classmethod
     def for_dataset(cls, root: str | Path, filenames: Sequence[str], logits: np.ndarray, labels: Sequence[str],
-                    provenance: dict[str, Any] | None = None) -> "TeacherLogits":
-        """A store for the dataset at ``root`` (its ``meta.csv`` is fingerprinted)."""
-        return cls(list(filenames), logits, list(labels), file_digest(Path(root) / "meta.csv"), dict(provenance or {}))
+                    audio_digests: Sequence[str], provenance: dict[str, Any] | None = None) -> "TeacherLogits":
+        """A store for the dataset at ``root`` (its ``meta.csv`` is fingerprinted) and the clips whose source digests
+        are ``audio_digests`` (:meth:`asc.data.cache.AudioCache.digests`)."""
+        return cls(list(filenames), logits, list(labels), file_digest(Path(root) / "meta.csv"), list(audio_digests),
+                   dict(provenance or {}))
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (npz content) and ``path.json`` (summary), each atomically."""
@@ -79,9 +107,12 @@ class TeacherLogits:
         created = self.provenance.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.provenance["created"] = created
         header = {"format": FORMAT, "labels": self.labels, "meta_sha256": self.meta_sha256,
-                  "fingerprint": self.fingerprint, "n_files": len(self.filenames), "provenance": self.provenance}
+                  "fingerprint": self.fingerprint, "logits_sha256": logits_checksum(self.logits),
+                  "audio_sha256": audio_checksum(self.filenames, self.audio_digests), "n_files": len(self.filenames),
+                  "provenance": self.provenance}
         buf = io.BytesIO()
         np.savez(buf, logits=self.logits, filenames=np.array(self.filenames, dtype=str),
+                 audio_digests=np.array(self.audio_digests, dtype=str),
                  header=np.array(json.dumps(header, default=str)))
         write_bytes(path, buf.getvalue())
         write_json(sidecar_path(path), header)
@@ -97,14 +128,30 @@ class TeacherLogits:
         try:
             with np.load(path, allow_pickle=False) as z:
                 header = json.loads(str(z["header"]))
+                if header.get("format") in OLD_FORMATS:
+                    raise OutdatedStoreError(f"{path}: a store of format {header['format']}, made without a checksum "
+                                             f"of its logits or of the audio they were computed from; recompute it "
+                                             f"with `asc teachers ensemble`")
+                if header.get("format") != FORMAT:
+                    raise TeacherLogitsError(f"{path}: unknown format {header.get('format')!r}, expected {FORMAT}")
                 logits, filenames = z["logits"], [str(f) for f in z["filenames"]]
+                digests = [str(d) for d in z["audio_digests"]]
+        except TeacherLogitsError:
+            raise
         except Exception as e:  # numpy raises many types for a damaged file
             raise TeacherLogitsError(f"{path}: not a readable teacher-logit store: {e}") from None
-        if header.get("format") != FORMAT:
-            raise TeacherLogitsError(f"{path}: unknown format {header.get('format')!r}, expected {FORMAT}")
-        store = cls(filenames, logits, list(header["labels"]), header["meta_sha256"], header.get("provenance", {}))
+        store = cls(filenames, logits, list(header["labels"]), header["meta_sha256"], digests,
+                    header.get("provenance", {}))
         if store.fingerprint != header["fingerprint"]:
             raise TeacherLogitsError(f"{path}: fingerprint mismatch (file list altered); recompute the store")
+        if logits_checksum(store.logits) != header.get("logits_sha256"):
+            raise TeacherLogitsError(f"{path}: the logits differ from their checksum (logits_sha256 "
+                                     f"{str(header.get('logits_sha256'))[:12]}…, now "
+                                     f"{logits_checksum(store.logits)[:12]}…): rows were shuffled or edited after "
+                                     f"the store was written; recompute it")
+        if audio_checksum(filenames, digests) != header.get("audio_sha256"):
+            raise TeacherLogitsError(f"{path}: the audio digests differ from their checksum (audio_sha256); the store "
+                                     f"was altered after it was written; recompute it")
         if dataset_root is not None:
             store.check_dataset(dataset_root, source=str(path))
         return store
@@ -120,6 +167,20 @@ class TeacherLogits:
         if labels is not None and list(labels) != self.labels:
             raise TeacherLogitsError(f"{source}: class list {self.labels} differs from the dataset's {list(labels)}")
 
+    def check_audio(self, cache, filenames: Sequence[str], source: str = "teacher logits") -> None:
+        """Error unless the clips ``filenames`` in ``cache`` (an :class:`~asc.data.cache.AudioCache`) are the audio
+        the logits were computed from (same source digests), naming the clips that differ."""
+        rows = [self._index.get(name, -1) for name in filenames]
+        known = [(name, r) for name, r in zip(filenames, rows) if r >= 0]
+        now = cache.digests([name for name, _ in known])
+        differ = [(name, self.audio_digests[r], d) for (name, r), d in zip(known, now) if self.audio_digests[r] != d]
+        if differ:
+            examples = ", ".join(f"{name} (now {d}, store {s})" for name, s, d in differ[:3])
+            raise TeacherLogitsError(
+                f"{source}: the audio of {len(differ)} of {len(known)} clip(s) differs from the audio the logits were "
+                f"computed from, e.g. {examples}; recompute the teacher logits on this audio with "
+                f"`asc teachers ensemble`")
+
     def for_files(self, filenames: Sequence[str]) -> np.ndarray:
         """Logits ``[len(filenames), n_classes]`` in the given order; every file must be covered."""
         rows = [self._index.get(name, -1) for name in filenames]
@@ -134,56 +195,3 @@ class TeacherLogits:
 def sidecar_path(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".json")
-
-
-def ensemble_teachers(runs: Sequence[str | Path], data_root: str | Path, out: str | Path, split: str = "100",
-                      report_split: str = "test", batch_size: int = 256, cache_dir: str | Path | None = None,
-                      progress: bool = True) -> dict[str, Any]:
-    """Compute every teacher's logits once on the un-augmented clips of ``split`` (all training clips by default, so
-    any smaller split can use them), average them, and save the store to ``out`` with fingerprint and provenance.
-
-    Returns the provenance: per teacher and for the ensemble, the metrics summary on ``report_split`` (dev-test),
-    for the record only.
-    """
-    if not runs:
-        raise TeacherLogitsError("teachers ensemble: name at least one teacher run")
-    layout = open_dataset(data_root)
-    teachers, train_sum, val_sum, val_ref = [], None, None, None
-    for run in runs:
-        predictor = _load_teacher(run, layout.labels)
-        train_logits, train_ds = _predict_split(predictor, layout, split, batch_size, cache_dir, progress)
-        val_logits, val_ds = _predict_split(predictor, layout, report_split, batch_size, cache_dir, progress)
-        metrics = compute_metrics(val_logits, val_ds.label_array, val_ds.device_names, layout.labels)
-        teachers.append({"run": str(Path(run).resolve()), "model": predictor.name, **_brief(metrics)})
-        train_sum = train_logits if train_sum is None else train_sum + train_logits
-        val_sum = val_logits if val_sum is None else val_sum + val_logits
-        val_ref, filenames = val_ds, train_ds.filenames
-    ensemble = compute_metrics(val_sum / len(runs), val_ref.label_array, val_ref.device_names, layout.labels)
-    provenance = {"split": str(split), "report_split": str(report_split),
-                  "data_root": str(Path(data_root).resolve()),
-                  "teachers": teachers, "ensemble": _brief(ensemble), "combine": "mean of logits"}
-    store = TeacherLogits.for_dataset(layout.root, filenames, train_sum / len(runs), layout.labels, provenance)
-    store.save(out)
-    return store.provenance
-
-
-def _load_teacher(run: str | Path, labels: Sequence[str]):
-    predictor = load_predictor(run)
-    if list(predictor.labels) != list(labels):
-        raise TeacherLogitsError(f"{run}: teacher classes {predictor.labels} differ from the dataset's {list(labels)}")
-    return predictor
-
-
-def _predict_split(predictor, layout, split: str, batch_size: int, cache_dir, progress: bool):
-    dataset = ClipDataset.from_split(layout, split, cache_dir=cache_dir, progress=progress,
-                                     sample_rate=getattr(predictor.frontend, "sample_rate", 32000))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    logits = predict_batches(predictor, loader, total=len(loader), desc=f"{predictor.name} on split {split}",
-                             progress=progress)
-    return logits.astype(np.float64), dataset
-
-
-def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {"macro_accuracy": metrics["macro_accuracy"], "accuracy": metrics["accuracy"],
-            "log_loss": metrics["log_loss"],
-            "per_device_accuracy": {d: m["accuracy"] for d, m in metrics["per_device"].items()}}

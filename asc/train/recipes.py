@@ -4,7 +4,10 @@ applied before the user's TOML file and ``-o key=value`` overrides.
 Students and fine-tuning live in ``asc/resources/recipes/``, teachers in ``asc/resources/teachers/`` (both ship in
 the wheel). ``--recipe`` takes a name or the path of a TOML file (a copied and edited recipe); the run's
 ``config.toml`` records the recipe's name (or path) and the sha256 of its content. DIR augmentation needs a folder
-of impulse responses the user provides (``augment.dir_folder``); the recipes set only its probability.
+of impulse responses the user provides (``augment.dir_folder``, ``--dirs``); the recipes set only its probability,
+and a recipe with ``dir_p`` > 0 refuses to train without the folder (or with ``-o augment.dir_p=0``). Masking and
+band jitter a recipe leaves unset are the model's front-end recipe (``asc.augment.FRONTEND_DEFAULTS``), resolved
+into ``config.toml``. Recipe files written before masking and jitter moved to ``augment`` are read in today's keys.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from asc import resources
 from asc.config import apply_overrides, from_dict, merge, read_toml, to_dict
 from asc.errors import ConfigError
-from asc.train.config import TrainConfig
+from asc.train.config import TrainConfig, migrate
 
 RECIPE_KINDS = ("recipes", "teachers")  # packaged folders, searched in this order
 
@@ -59,7 +62,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """A packaged recipe by name, or a recipe TOML file by path; its values are checked against TrainConfig."""
     found: Traversable = resources.locate(RECIPE_KINDS, name_or_path, "recipe")
     data = found.read_bytes()
-    values = read_toml(found)
+    values = migrate(read_toml(found))
     try:
         from_dict(TrainConfig, merge(to_dict(TrainConfig()), values))
     except ConfigError as e:
@@ -98,6 +101,6 @@ def build_config(recipe: str | Path | None = None, config_file: str | Path | Non
         found = load_recipe(recipe)
         data = merge(data, {**found.values, "recipe": found.name, "recipe_sha256": found.sha256})
     if config_file is not None:
-        data = merge(data, read_toml(config_file))
+        data = merge(data, migrate(read_toml(config_file)))
     data = merge(data, {k: v for k, v in values.items() if v is not None})
     return from_dict(TrainConfig, apply_overrides(data, overrides))

@@ -1,7 +1,7 @@
 """Online teachers: teacher bundles run on the student's own augmented batch (consistent teaching).
 
-Each teacher gets the same waveforms as the student (after DIR and roll), its own front end in eval mode, the
-student's Freq-MixStyle draw and the same mixup weights; its logits are averaged with the others' (an ensemble in
+Each teacher gets the same waveforms as the student (after DIR and roll: ``AugmentedBatch.audio``), its own front
+end (without the student's masks and band jitter), the student's Freq-MixStyle draw and the same mixup weights; its logits are averaged with the others' (an ensemble in
 logit space). The teachers stay frozen in eval mode. This is "function matching" (Beyer et al., "Knowledge
 distillation: A good teacher is patient and consistent", CVPR 2022) on the toolkit's augmentations; the stored
 alternative is :class:`asc.train.logits.TeacherLogits` (logits of un-augmented clips, computed once).
@@ -13,15 +13,16 @@ from typing import Sequence
 
 import torch
 
+from asc.accel import Accel
 from asc.augment import FreqMixStyle, mix
 from asc.errors import ConfigError
 from asc.models.registry import Bundle, load_bundle
 
 
 class OnlineTeachers:
-    """The teachers of ``kd.teachers`` (run folders or bundle files) on ``device``."""
+    """The teachers of ``kd.teachers`` (run folders or bundle files) on ``accel``'s device, run under its autocast."""
 
-    def __init__(self, sources: Sequence[str], labels: Sequence[str], sample_rate: int, device: torch.device,
+    def __init__(self, sources: Sequence[str], labels: Sequence[str], sample_rate: int, accel: Accel,
                  channels_last: bool):
         self.bundles: list[Bundle] = []
         for source in sources:
@@ -32,12 +33,12 @@ class OnlineTeachers:
             rate = getattr(bundle.frontend, "sample_rate", sample_rate)
             if rate != sample_rate:
                 raise ConfigError(f"kd.teachers: {source} expects {rate} Hz audio, the student {sample_rate} Hz")
-            bundle.model.to(device).eval().requires_grad_(False)
+            bundle.model.to(accel.device).eval().requires_grad_(False)
             if channels_last:
                 bundle.model.to(memory_format=torch.channels_last)
-            bundle.frontend.to(device).eval()
+            bundle.frontend.to(accel.device).eval()
             self.bundles.append(bundle)
-        self.channels_last = channels_last
+        self.accel, self.channels_last = accel, channels_last
 
     @torch.no_grad()
     def logits(self, audio: torch.Tensor, mixstyle: FreqMixStyle, draw, mixup: tuple | None) -> torch.Tensor:
@@ -50,6 +51,7 @@ class OnlineTeachers:
                 x = mix(x, *mixup)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = b.model(x).float()
+            with self.accel.autocast():
+                out = b.model(x).float()
             total = out if total is None else total + out
         return total / len(self.bundles)

@@ -12,10 +12,15 @@ bundle records how it was selected (``selection``) and ``eval/test.json`` repeat
 once, after training, for the final report. Distillation uses stored teacher logits or teachers run online on the
 student's augmented batch (:mod:`asc.train.teaching`).
 
+Data and augmentation: the loader only slices the memory-mapped audio cache; :class:`asc.augment.TrainAugment` runs
+DIR, time roll, band jitter, masks, Freq-MixStyle and mixup on the batch, on the training device, and the network runs
+under the device's autocast (``autocast``; a grad scaler for fp16), optionally ``torch.compile``-d (``compile``).
+
 Reproducibility and resume: the data order is a pure function of (seed, epoch)
 (:class:`asc.train.distributed.EpochSampler`), and ``last.pt`` holds model, optimiser, scheduler, grad-scaler and
-every process's RNG states at the end of an epoch. ``fit(..., resume=True)`` continues from there (an epoch
-interrupted midway is redone from its start), so the result equals the uninterrupted run's.
+every process's RNG states (the augmentation generator among them) at the end of an epoch. ``fit(..., resume=True)``
+continues from there (an epoch interrupted midway is redone from its start), so the result equals the uninterrupted
+run's.
 
 Multi-process training (``torchrun --nproc_per_node N``, i.e. WORLD_SIZE > 1): one process per device, gloo on CPU
 and nccl on CUDA, ``batch_size`` is the global batch, each process sees its shard of every epoch, rank 0 writes
@@ -45,22 +50,23 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asc.augment import FreqMixStyle, build_augment, mix, mixup_params
+from asc.accel import Accel, resolve
+from asc.augment import TrainAugment, mix, resolve_augment
 from asc.config import to_dict
 from asc.data.cache import load_cache
-from asc.data.dataset import ClipDataset
-from asc.data.layout import open_dataset
+from asc.data.dataset import ClipDataset, clip_loader
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.evaluate import evaluate
-from asc.fileio import write_json, write_text
-from asc.frontend import build_frontend, frontend_config
+from asc.fileio import check_writable_folder, write_json, write_text
+from asc.frontend import MOVED_TO_AUGMENT, build_frontend, frontend_config
+from asc.inference import TorchPredictor, predict_dataset
 from asc.metrics import compute_metrics
-from asc.models.registry import bundle_dict, get_spec, load_state_dict_strict, make_config
+from asc.models.registry import Bundle, bundle_dict, get_spec, load_state_dict_strict, make_config
 from asc.plots import plot_confusion, plot_learning_curve
 from asc.runs import RunDir, read_bundle, write_bundle
-from asc.train.config import TrainConfig
-from asc.train.distributed import (Dist, EpochSampler, init_distributed, resolve_device, rng_state, seed_everything,
-                                   set_rng_state)
+from asc.train.config import TrainConfig, load_train_config
+from asc.train.distributed import Dist, EpochSampler, init_distributed, rng_state, seed_everything, set_rng_state
 from asc.train.logits import TeacherLogits
 from asc.train.losses import ce_loss, kd_loss
 from asc.train.schedules import build_schedule
@@ -73,7 +79,7 @@ from asc.train.teaching import OnlineTeachers
 tqdm.get_lock()
 
 # Keys of TrainConfig that may change between an interrupted run and its resumption.
-RUNTIME_KEYS = ("progress", "num_workers", "device", "eval_batch_size", "cache_dir")
+RUNTIME_KEYS = ("progress", "num_workers", "device", "autocast", "compile", "eval_batch_size", "cache_dir")
 
 
 @dataclass
@@ -90,6 +96,7 @@ class TrainerState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
     steps_per_epoch: int
+    accel: Accel  # device and autocast dtype
     epoch: int = 0  # 0-based index of the current epoch
     step: int = 0  # optimiser steps done
     loss: float = float("nan")  # loss of the last step
@@ -129,7 +136,8 @@ def _call(callbacks: Sequence[Any], hook: str, state: TrainerState) -> None:
 
 
 def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
-    """Fill in the model's and front end's complete configs (from ``init_from`` when given)."""
+    """Fill in the model's, front end's and augmentation's complete configs (from ``init_from`` when given): what
+    will run, as ``config.toml`` records it."""
     if not cfg.data:
         raise ConfigError("data: the dataset root is not set (--data ROOT or data = \"...\" in the config)")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_every < 1:
@@ -138,6 +146,10 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     check_validation(cfg)
     if cfg.kd.teacher_logits and cfg.kd.teachers:
         raise ConfigError("kd: set either teacher_logits (a stored ensemble) or teachers (online), not both")
+    moved = [k for k in MOVED_TO_AUGMENT if k in cfg.frontend]
+    if moved:
+        raise ConfigError(f"frontend.{moved[0]}: masking and band jitter are augmentation settings now; set "
+                          f"augment.{moved[0]} instead")
     model_name, model_cfg, frontend_name, fe_cfg = cfg.model, dict(cfg.model_config), None, dict(cfg.frontend)
     if cfg.init_from:
         _, init = read_bundle(cfg.init_from)
@@ -152,7 +164,8 @@ def resolve_config(cfg: TrainConfig, labels: Sequence[str]) -> TrainConfig:
     full_model = to_dict(make_config(model_name, model_cfg, n_classes=len(labels)))
     frontend_name = frontend_name or spec.frontend
     full_fe = to_dict(frontend_config(frontend_name, {**spec.frontend_config, **fe_cfg}))
-    return dataclasses.replace(cfg, model=model_name, model_config=full_model, frontend=full_fe)
+    augment = resolve_augment(cfg.augment, frontend_name, spec.augment)
+    return dataclasses.replace(cfg, model=model_name, model_config=full_model, frontend=full_fe, augment=augment)
 
 
 def _comparable(cfg: TrainConfig) -> dict[str, Any]:
@@ -173,16 +186,10 @@ def _comparable(cfg: TrainConfig) -> dict[str, Any]:
 # Data
 
 
-def _clip_dataset(layout, table, cfg: TrainConfig, sample_rate: int, transform=None) -> ClipDataset:
+def _clip_dataset(layout, table, cfg: TrainConfig, sample_rate: int) -> ClipDataset:
     cache = load_cache(layout.root, table["filename"].tolist(), sample_rate=sample_rate,
                        cache_dir=cfg.cache_dir or None, progress=cfg.progress)
-    return ClipDataset(table, cache, list(layout.labels), list(layout.devices), transform=transform,
-                       cities=list(layout.cities))
-
-
-def _to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    nb = device.type == "cuda"
-    return batch["audio"].to(device, non_blocking=nb).float(), batch["label"].to(device, non_blocking=nb)
+    return ClipDataset(table, cache, list(layout.labels), list(layout.devices), cities=list(layout.cities))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,9 +204,14 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     from the registry; its state dict is what the checkpoints hold.
     """
     run_dir = Path(run_dir)
+    if not cfg.data:
+        raise ConfigError("data: the dataset root is not set (--data ROOT or data = \"...\" in the config)")
+    check_writable_folder(run_dir, "run folder")
+    open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)  # before anything is written
     ddp = init_distributed(cfg.device)
     try:
-        with RunDir(run_dir).lock() if ddp.main else contextlib.nullcontext():
+        # a new run refuses a folder another process is writing at once; a resumed one waits for it
+        with RunDir(run_dir).lock(wait=None if resume else False) if ddp.main else contextlib.nullcontext():
             return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
     finally:
         if ddp.owns_group:
@@ -208,8 +220,9 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
 
 def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], given_model: nn.Module | None,
          ddp: Dist) -> dict[str, Any]:
-    device = resolve_device(cfg.device, ddp.local_rank)
-    layout = open_dataset(cfg.data)
+    accel = resolve(cfg.device, cfg.autocast, ddp.local_rank)
+    device = accel.device
+    layout = open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
     run = RunDir(run_dir)
     checkpoint = _check_run_dir(cfg, run, resume)
@@ -235,41 +248,41 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         model = model.to(memory_format=torch.channels_last)
     net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if ddp.enabled else model
+    if cfg.compile:
+        net = torch.compile(net)
 
     sample_rate = frontend.sample_rate
-    hook, batch_aug = build_augment(cfg.augment, list(layout.devices), sample_rate=sample_rate)
+    # Distinct augmentation randomness per process, identical across runs.
+    augment = TrainAugment(cfg.augment, frontend, list(layout.devices), seed=cfg.seed * 1000 + 1 + ddp.rank)
     train_table, val_table = training_tables(layout, cfg)
-    train_ds = _clip_dataset(layout, train_table, cfg, sample_rate, transform=hook if hook.hooks else None)
+    train_ds = _clip_dataset(layout, train_table, cfg, sample_rate)
     val_ds = _clip_dataset(layout, val_table, cfg, sample_rate) if val_table is not None else None
     per_rank_batch = cfg.batch_size // ddp.world_size
     sampler = EpochSampler(len(train_ds), cfg.seed, True, ddp.rank, ddp.world_size)
-    loader = DataLoader(train_ds, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
-                        pin_memory=device.type == "cuda", drop_last=False)
-    val_loader = _eval_loader(val_ds, cfg, ddp) if val_ds is not None else None
+    loader = clip_loader(train_ds, per_rank_batch, sampler, cfg.num_workers, accel.pin_memory)
     steps_per_epoch = len(loader)
 
     teacher = None
     if cfg.kd.teacher_logits:
         store = TeacherLogits.load(cfg.kd.teacher_logits)
         store.check_dataset(layout.root, layout.labels, source=cfg.kd.teacher_logits)
-        teacher = torch.from_numpy(store.for_files(train_ds.table["filename"].tolist()))
+        store.check_audio(train_ds.cache, train_ds.filenames, source=cfg.kd.teacher_logits)
+        teacher = torch.from_numpy(store.for_files(train_ds.filenames))
     elif cfg.kd.teachers:
-        teacher = OnlineTeachers(cfg.kd.teachers, layout.labels, sample_rate, device, cfg.channels_last)
+        teacher = OnlineTeachers(cfg.kd.teachers, layout.labels, sample_rate, accel, cfg.channels_last)
 
     optimizer = _optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, build_schedule(cfg.schedule, steps_per_epoch,
                                                                             cfg.epochs))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=accel.dtype == torch.float16)
 
     state = TrainerState(cfg=cfg, run_dir=run_dir, model=model, frontend=frontend, frontend_name=frontend_name,
                          labels=list(layout.labels), optimizer=optimizer, scheduler=scheduler, device=device,
-                         steps_per_epoch=steps_per_epoch, rank=ddp.rank, world_size=ddp.world_size)
+                         steps_per_epoch=steps_per_epoch, accel=accel, rank=ddp.rank, world_size=ddp.world_size)
     start_epoch = 0
-    # Distinct augmentation randomness per process, identical across runs.
-    seed_everything(cfg.seed * 1000 + 1 + ddp.rank)
+    seed_everything(cfg.seed * 1000 + 1 + ddp.rank)  # dropout and other randomness of the network
     if checkpoint is not None:
-        start_epoch = _restore(checkpoint, state, scaler, ddp, run.last_checkpoint)
+        start_epoch = _restore(checkpoint, state, scaler, augment, ddp, run.last_checkpoint)
     elif ddp.main:
         run.write_config(cfg)
         if val_table is not None:
@@ -279,7 +292,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
 
     _log(ddp, f"training {cfg.model} on split {cfg.split} ({len(train_ds)} clips{_devices_note(cfg.train_devices)}"
               f"), {_validation_note(cfg, val_ds)}; {cfg.epochs} epochs x {steps_per_epoch} steps, batch "
-              f"{cfg.batch_size}, {ddp.world_size} process(es) on {device}{_teacher_note(cfg)}"
+              f"{cfg.batch_size}, {ddp.world_size} process(es) on {accel.describe()}{_teacher_note(cfg)}"
               f"{_resume_note(start_epoch, cfg.epochs, state.stop) if checkpoint is not None else ''}")
     _call(callbacks, "on_train_start", state)
     for epoch in range(start_epoch, cfg.epochs):
@@ -289,11 +302,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
         _call(callbacks, "on_epoch_start", state)
         sampler.set_epoch(epoch)
         t0 = time.time()
-        train_stats = _train_epoch(state, net, loader, batch_aug, teacher, scaler, use_amp, ddp, callbacks)
+        train_stats = _train_epoch(state, net, loader, augment, teacher, scaler, ddp, callbacks)
         record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, **train_stats}
         val = None
-        if val_loader is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            val = _validate(model, frontend, val_loader, val_ds, cfg, device, ddp)
+        if val_ds is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            val = _validate(state, val_ds, ddp)
             record.update(val_loss=val["log_loss"], val_macro_accuracy=val["macro_accuracy"],
                           val_accuracy=val["accuracy"], val_n=val["n"])
         record["time_s"] = round(time.time() - t0, 3)
@@ -307,7 +320,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
             _log(ddp, f"early stop: no better validation macro accuracy in {patience} validation(s) since epoch "
                       f"{state.best_epoch}")
         _log(ddp, _epoch_line(record, cfg.epochs, improved))
-        rngs = ddp.all_gather(rng_state())
+        rngs = ddp.all_gather({**rng_state(), "augment": augment.state_dict()})
         if ddp.main:
             _write_epoch(state, record, val, improved, scaler, rngs, sampler)
         ddp.barrier()
@@ -320,17 +333,13 @@ def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], gi
     return result
 
 
-def _eval_loader(dataset: ClipDataset, cfg: TrainConfig, ddp: Dist) -> DataLoader:
-    sampler = EpochSampler(len(dataset), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
-    return DataLoader(dataset, batch_size=cfg.eval_batch_size, sampler=sampler, num_workers=cfg.num_workers)
-
-
 def _final_eval(state: TrainerState, ddp: Dist) -> dict[str, Any]:
     """``asc.evaluate`` of the run's model on the dev-test split (on rank 0; shared with the other ranks)."""
     cfg, result = state.cfg, None
     if ddp.main:
         result = evaluate(state.run_dir, cfg.data, split="test", out_dir=state.run.eval_dir,
-                          batch_size=cfg.eval_batch_size, cache_dir=cfg.cache_dir or None, progress=cfg.progress)
+                          batch_size=cfg.eval_batch_size or None, cache_dir=cfg.cache_dir or None,
+                          progress=cfg.progress, device=state.accel)
     return ddp.broadcast(result)
 
 
@@ -341,8 +350,7 @@ def _final_eval_in_memory(state: TrainerState, layout, ddp: Dist) -> dict[str, A
     ckpt = read_bundle(state.run.model_checkpoint())[1]
     state.model.load_state_dict(ckpt["state_dict"])
     test_ds = _clip_dataset(layout, layout.split("test"), cfg, state.frontend.sample_rate)
-    metrics = _validate(state.model, state.frontend, _eval_loader(test_ds, cfg, ddp), test_ds, cfg, state.device,
-                        ddp)
+    metrics = _validate(state, test_ds, ddp)
     result = {"model": str(state.run_dir.resolve()), "model_name": cfg.model,
               "data_root": str(Path(cfg.data).resolve()), "split": "test", "selection": ckpt.get("selection"),
               **metrics}
@@ -396,7 +404,7 @@ def _check_run_dir(cfg: TrainConfig, run: RunDir, resume: bool) -> dict | None:
         return None
     if run.has_config():
         saved = run.config_path
-        before = _comparable(run.read_config(TrainConfig))
+        before = _comparable(load_train_config(run.config_path))
         now = _comparable(cfg)
         if before != now:
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
@@ -407,7 +415,7 @@ def _check_run_dir(cfg: TrainConfig, run: RunDir, resume: bool) -> dict | None:
     return read_bundle(run.last_checkpoint)[1]
 
 
-def _restore(ckpt: dict, state: TrainerState, scaler, ddp: Dist, path: Path) -> int:
+def _restore(ckpt: dict, state: TrainerState, scaler, augment: TrainAugment, ddp: Dist, path: Path) -> int:
     load_state_dict_strict(state.model, ckpt["state_dict"], str(path))
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.scheduler.load_state_dict(ckpt["scheduler"])
@@ -421,43 +429,37 @@ def _restore(ckpt: dict, state: TrainerState, scaler, ddp: Dist, path: Path) -> 
     rngs = ckpt["rng"]
     if len(rngs) == ddp.world_size:
         set_rng_state(rngs[ddp.rank])
+        if "augment" in rngs[ddp.rank]:
+            augment.load_state_dict(rngs[ddp.rank]["augment"])
     else:
         _log(ddp, f"note: {path} was written by {len(rngs)} process(es), now {ddp.world_size}: the augmentation "
                   f"randomness after resuming differs from the uninterrupted run")
     return epochs_done
 
 
-def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_aug: FreqMixStyle,
-                 teacher: torch.Tensor | OnlineTeachers | None, scaler, use_amp: bool, ddp: Dist,
+def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, augment: TrainAugment,
+                 teacher: torch.Tensor | OnlineTeachers | None, scaler, ddp: Dist,
                  callbacks: Sequence[Any]) -> dict[str, float]:
-    cfg, device = state.cfg, state.device
+    cfg, device, accel = state.cfg, state.device, state.accel
     net.train()
-    state.frontend.train()
-    batch_aug.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss·n, correct, n, kd part·n
     lr = state.optimizer.param_groups[0]["lr"]
     bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                disable=not (cfg.progress and ddp.main), file=sys.stderr)
     for i, batch in enumerate(bar):
-        audio, labels = _to_device(batch, device)
-        draw = batch_aug.sample(audio.size(0))
-        with torch.no_grad():
-            x = batch_aug.apply(state.frontend(audio), draw)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        targets = labels
-        mixup = mixup_params(x.size(0), cfg.augment.mixup_alpha) if cfg.augment.mixup_alpha > 0 else None
+        labels = accel.to(batch["label"])
+        aug = augment(accel.to(batch["audio"]), batch["device"])
+        x = aug.logmel.contiguous(memory_format=torch.channels_last) if cfg.channels_last else aug.logmel
         if isinstance(teacher, OnlineTeachers):
-            t_logits = teacher.logits(audio, batch_aug, draw, mixup)
+            t_logits = teacher.logits(aug.audio, augment.mixstyle, aug.mixstyle, aug.mixup)
         else:
             t_logits = teacher[batch["index"]].to(device) if teacher is not None else None
-            if t_logits is not None and mixup is not None:
-                t_logits = mix(t_logits, *mixup)
-        if mixup is not None:
-            x = mix(x, *mixup)
-            targets = mix(F.one_hot(labels, len(state.labels)).float(), *mixup)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            if t_logits is not None and aug.mixup is not None:
+                t_logits = mix(t_logits, *aug.mixup)
+        targets = mix(F.one_hot(labels, len(state.labels)).float(), *aug.mixup) if aug.mixup is not None else labels
+        with accel.autocast():
             logits = net(x)
+        logits = logits.float()
         if t_logits is not None:
             loss, parts = kd_loss(logits, targets, t_logits, cfg.kd.lam, cfg.kd.temperature)
         else:
@@ -490,24 +492,20 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, batch_
     return stats
 
 
-@torch.no_grad()
-def _validate(model: nn.Module, frontend: nn.Module, loader: DataLoader, dataset, cfg: TrainConfig,
-              device: torch.device, ddp: Dist) -> dict[str, Any]:
-    """Metrics on the validation split; each process predicts its shard, duplicates from padding are dropped."""
+def _validate(state: TrainerState, dataset: ClipDataset, ddp: Dist) -> dict[str, Any]:
+    """Metrics of the network being trained on ``dataset`` through the prediction path (:mod:`asc.inference`):
+    each process predicts its shard, duplicates from padding are dropped."""
+    cfg, model = state.cfg, state.model
     if ddp.enabled:  # BatchNorm statistics drift apart per process: evaluate rank 0's (= the checkpoint's)
         for buf in model.buffers():
             dist.broadcast(buf, src=0)
-    model.eval()
-    frontend.eval()
-    indices, outputs = [], []
-    for batch in loader:
-        audio, _ = _to_device(batch, device)
-        x = frontend(audio)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        outputs.append(model(x).float().cpu().numpy())
-        indices.append(batch["index"].numpy())
-    local = (np.concatenate(indices), np.concatenate(outputs))
+    bundle = Bundle(model=model, frontend=state.frontend, model_name=cfg.model, model_config=cfg.model_config,
+                    frontend_name=state.frontend_name, frontend_config=cfg.frontend, labels=state.labels)
+    predictor = TorchPredictor(bundle, state.accel, channels_last=cfg.channels_last)
+    shard = EpochSampler(len(dataset), shuffle=False, rank=ddp.rank, world_size=ddp.world_size)
+    local = (np.asarray(list(shard), dtype=np.int64),
+             predict_dataset(predictor, dataset, cfg.eval_batch_size or None, shard, progress=False,
+                             num_workers=cfg.num_workers))
     gathered = ddp.all_gather(local)
     idx = np.concatenate([g[0] for g in gathered])
     logits = np.concatenate([g[1] for g in gathered])

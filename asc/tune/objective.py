@@ -25,7 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from asc.complexity import check, count, frontend_input_size, resolve_precision
-from asc.data.layout import open_dataset
+from asc.data.validate import open_dataset
 from asc.errors import ConfigError
 from asc.fileio import write_text
 from asc.frontend import build_frontend
