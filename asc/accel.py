@@ -21,8 +21,9 @@ AUTOCAST_MODES = ("auto", "off", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 DEVICE_HELP = "auto (the GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N"
 AUTOCAST_HELP = "mixed precision: auto (bf16 on a GPU that supports it, else fp16; off on the CPU), off, bf16, fp16"
-# Default clips per batch. On the CPU small batches keep the front end's FFT frames in cache (8 clips: 2 MB; the
-# figures of benchmarks/device_throughput.py); a GPU wants large ones.
+# Default clips per batch. On the CPU a small batch keeps the two pipelined stages (front end, network) evenly fed (8
+# to 16 clips are equally fast, benchmarks/device_throughput.py; the front end works a few clips at a time whatever
+# the batch); a GPU wants large ones.
 BATCH_SIZES = {"cpu": {"predict": 8, "train": 256}, "cuda": {"predict": 512, "train": 256}}
 
 

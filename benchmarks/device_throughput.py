@@ -319,7 +319,35 @@ def make_eval_set(root: Path, n: int, seed: int = 0) -> Path:
     return root
 
 
-def bench_predict(folder: Path, n: int, cache_dir: Path, batch: int | None) -> dict:
+FRONTEND_ALONE = """import sys, time, torch
+from asc.frontend import build_frontend
+fe, x = build_frontend("baseline24").eval(), torch.randn(int(sys.argv[1]), 32000)
+with torch.inference_mode():
+    fe(x); start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < 3.0:
+        fe(x); calls += 1
+print(calls * len(x) / (time.perf_counter() - start))"""
+
+
+def versus(other: Path, args: list[str], env: dict, batch: int, rounds: int = 2) -> dict:
+    """Fresh ``python -m asc`` processes of this checkout and of ``other`` (a checkout of another revision),
+    alternating, and each one's front end alone: clips/s, best of ``rounds``."""
+    here = Path(__file__).resolve().parents[1]
+    out: dict = {}
+    for _ in range(rounds):
+        for name, src in (("this", here), ("other", other)):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "asc", *args], check=True, env=env, capture_output=True, cwd=src)
+            seconds = time.perf_counter() - start
+            fe = float(subprocess.run([sys.executable, "-c", FRONTEND_ALONE, str(batch)], check=True, text=True,
+                                      capture_output=True, cwd=src).stdout)
+            row = out.setdefault(name, {"source": str(src), "fresh_process_s": [], "front_end_clips_per_s": []})
+            row["fresh_process_s"].append(round(seconds, 2))
+            row["front_end_clips_per_s"].append(round(fe, 1))
+    return out
+
+
+def bench_predict(folder: Path, n: int, cache_dir: Path, batch: int | None, other: Path | None = None) -> dict:
     root = make_eval_set(folder / f"eval{n}", n)
     onnx = _onnx("baseline24", "int8", folder)
     files = pd.read_csv(root / "evaluation_setup" / "fold1_test.csv", sep="\t")["filename"].tolist()
@@ -339,6 +367,7 @@ def bench_predict(folder: Path, n: int, cache_dir: Path, batch: int | None) -> d
     subprocess.run([sys.executable, "-m", "asc", *args], check=True, env=env, capture_output=True,
                    cwd=Path(__file__).resolve().parents[1])
     process_s = time.perf_counter() - start
+    side = versus(other, args, env, batch or 8) if other else None
     # stages alone and the previous path, side by side on a subset
     dataset = ClipDataset(pd.DataFrame({"filename": files}), cache, LABELS, [])
     predictor = load_predictor(onnx, "cpu")
@@ -362,7 +391,9 @@ def bench_predict(folder: Path, n: int, cache_dir: Path, batch: int | None) -> d
             "fresh_process_s": round(process_s, 2), "fresh_process_clips_per_s": round(n / process_s, 1),
             "target_clips_per_s": 1500, "stages": stages,
             "path_ratio": round(stages[f"asc prediction path, {len(rows)} clips"]["clips_per_s"]
-                                / stages[f"previous path, {len(rows)} clips"]["clips_per_s"], 2)}
+                                / stages[f"previous path, {len(rows)} clips"]["clips_per_s"], 2),
+            **({"versus_other_checkout": {k: {**v, "fresh_process_clips_per_s": round(n / min(v["fresh_process_s"]), 1)}
+                                          for k, v in side.items()}} if side else {})}
 
 
 # ---------------------------------------------------------------------------------------------------------- main
@@ -376,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per case and race (default 3)")
     parser.add_argument("--predict-clips", type=int, default=10000, help="evaluation-set size (0: skip)")
     parser.add_argument("--predict-batch", type=int, help="batch of `asc predict` (default: the device's)")
+    parser.add_argument("--versus", type=Path, help="a checkout of another revision: its `asc predict` and front end "
+                        "measured as fresh processes alternating with this checkout's")
     parser.add_argument("--models", nargs="+", default=list(TRAIN_MODELS), help="models for training throughput")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument("--quick", action="store_true", help="small sizes: 1 s per case, 1,000 predicted clips")
@@ -416,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         result["inference"] = bench_inference(dataset, precisions, tmp, args.seconds)
         if args.predict_clips:
             print(f"asc predict, {args.predict_clips} clips", file=sys.stderr)
-            result["predict"] = bench_predict(tmp, args.predict_clips, cache_dir, args.predict_batch)
+            result["predict"] = bench_predict(tmp, args.predict_clips, cache_dir, args.predict_batch,
+                                              args.versus)
     result["load_average_before"], result["load_average_after"] = load_before, os.getloadavg()
     _print(result)
     write_json(args.out, result)
@@ -454,6 +488,9 @@ def _print(r: dict) -> None:
         for k, v in p["stages"].items():
             print(f"  {k}: {v['clips_per_s']:,.0f} clips/s")
         print(f"  prediction path vs previous path: {p['path_ratio']}x")
+        for k, v in p.get("versus_other_checkout", {}).items():
+            print(f"  fresh process, {k} checkout ({v['source']}): {v['fresh_process_clips_per_s']:,.0f} clips/s "
+                  f"(runs {v['fresh_process_s']} s); its front end alone {v['front_end_clips_per_s']} clips/s")
     print(f"load average {r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after "
           f"({r['machine']['cpus']} CPUs)")
 

@@ -68,6 +68,9 @@ def test_fp32_matches_torch_and_metadata_round_trips(bundle_path, tmp_path, caps
                    for t in model.graph.initializer), "weights must be inside the one file"
     assert not list(tmp_path.glob("*.data")) and not list(tmp_path.glob(".*.tmp"))
     meta = read_metadata(out)
+    # CPU sessions sleep when idle: spinning intra-op threads would take the cores of the pipelined front end
+    options = OnnxPredictor(out).session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     bundle = load_bundle(bundle_path)
     assert json.loads(meta["asc.labels"]) == bundle.labels
     assert json.loads(meta["asc.model"]) == {"name": "baseline24", "config": bundle.model_config}

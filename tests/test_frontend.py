@@ -110,3 +110,22 @@ def test_frontend_ignores_autocast(name):
             got = frontend(x)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("name, band", [("baseline24", None), ("cpjku23", None), ("cpjku23", (100.0, 12000.0)),
+                                        ("passt", None)])
+def test_cpu_chunks_give_the_numbers_of_one_call(monkeypatch, name, band):
+    """On the CPU the spectrogram runs a few clips at a time: the same log-mels (and gradients) as in one call."""
+    import asc.frontend as frontend_module
+
+    frontend = build_frontend(name).eval()
+    x = _noise(batch=5).requires_grad_()
+    kwargs = {"band": band} if band else {}
+    chunked = frontend(x, **kwargs)
+    assert 5 > frontend_module.CPU_CHUNK_BYTES // (32000 // frontend.config.hop_length * frontend.config.n_fft * 4)
+    (grad_chunked,) = torch.autograd.grad(chunked.sum(), x)
+    monkeypatch.setattr(frontend_module, "CPU_CHUNK_BYTES", 1 << 40)
+    whole = frontend(x, **kwargs)
+    (grad_whole,) = torch.autograd.grad(whole.sum(), x)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(grad_chunked, grad_whole, atol=1e-4, rtol=1e-4)
