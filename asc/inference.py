@@ -265,7 +265,7 @@ def predict_batches(predictor: Predictor, batches: Iterable[dict], total: int | 
                     device_names: Sequence[str] | None = None) -> np.ndarray:
     """Logits [N, n_classes] of all ``batches`` (see :func:`iter_logits`), with a progress bar."""
     out = [logits for _, logits in tqdm(iter_logits(predictor, batches, device_names), total=total, desc=desc,
-                                        unit="batch", disable=not progress, leave=False)]
+                                        unit="batch", disable=not progress or None, leave=False)]
     if not out:
         return np.zeros((0, len(predictor.labels)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32)

@@ -34,4 +34,4 @@ def summarize(spec: ModelSpec) -> ModelSummary:
 def catalog(names: list[str] | None = None, progress: bool = True) -> list[ModelSummary]:
     """Summaries of the registered models (all, or those named; an unknown name is a ConfigError)."""
     specs = list_models() if not names else [get_spec(n) for n in names]
-    return [summarize(s) for s in tqdm(specs, desc="count", unit="model", disable=not progress, leave=False)]
+    return [summarize(s) for s in tqdm(specs, desc="count", unit="model", disable=not progress or None, leave=False)]

@@ -319,7 +319,7 @@ class _Builder:
             f.truncate(n_rows * row_bytes)  # bytes beyond the index are left-overs of an interrupted build
             f.seek(n_rows * row_bytes)
             bar = tqdm(total=len(todo), desc=f"caching {self.root.name} @ {self.sample_rate} Hz", unit="clip",
-                       disable=not self.progress or not todo)
+                       disable=not self.progress or not todo or None)
             for names, audio, errors, digests in self._decoded(todo, index):
                 f.write(np.ascontiguousarray(audio, dtype=self.dtype).tobytes())
                 for name, digest in zip(names, digests):

@@ -284,7 +284,7 @@ def _check_audio(root: Path, meta: pd.DataFrame, problems: list[Problem], sample
     value or, when not given, the majority."""
     info = []
     for filename, line in tqdm(zip(meta["filename"], meta["line"]), total=len(meta), desc="audio", unit="file",
-                               disable=not progress, leave=False):
+                               disable=not progress or None, leave=False):
         path = root / filename
         at = f"(meta.csv line {line})"
         if not path.is_file():

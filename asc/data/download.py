@@ -142,7 +142,7 @@ def _transfer(url: str, dest: Path, target: Path, expected: dict[str, str], prog
         received = offset
         with open(target, "ab" if offset else "wb") as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-                     disable=not progress, leave=False) as bar:
+                     disable=not progress or None, leave=False) as bar:
             while True:
                 try:
                     block = response.read(CHUNK)

@@ -41,7 +41,7 @@ def audio_summary(root: Path, filenames: list[str], progress: bool = True) -> di
     """Sample rates, channel counts, formats and durations from the headers (files that cannot be read are listed)."""
     rates, channels, formats, durations = (collections.Counter() for _ in range(4))
     unreadable = []
-    for name in tqdm(filenames, desc="reading audio headers", unit="file", disable=not progress):
+    for name in tqdm(filenames, desc="reading audio headers", unit="file", disable=not progress or None):
         try:
             info = sf.info(str(Path(root) / name))
         except Exception as e:  # soundfile raises several types for bad files

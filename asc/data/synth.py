@@ -117,7 +117,7 @@ def make_synthetic_dataset(out: str | Path, cfg: SynthConfig | None = None, over
     (paths.dev / "audio").mkdir(parents=True, exist_ok=True)
     (paths.eval / "audio").mkdir(parents=True, exist_ok=True)
     devices = {d: _device_response(d, cfg.sample_rate) for d in ALL_DEVICES}
-    for i, seg in enumerate(tqdm(segments, desc="synthesising segments", unit="seg", disable=not progress)):
+    for i, seg in enumerate(tqdm(segments, desc="synthesising segments", unit="seg", disable=not progress or None)):
         audio = _render_segment(seg, cfg, devices[seg.device])
         for k in range(cfg.pieces):
             if seg.subset == "eval":

@@ -58,7 +58,7 @@ def build_report(sources: Sequence[str | Path], out: str | Path = "report.html",
     budget = load_budget(edition)
     split = normalise_split_name(split)
     entries = [load_entry(s, split, edition)
-               for s in tqdm(list(sources), desc="report", unit="run", disable=not progress or len(sources) < 2)]
+               for s in tqdm(list(sources), desc="report", unit="run", disable=not progress or len(sources) < 2 or None)]
     _unique_names(entries)
     for e, color in zip(entries, colors(len(entries))):
         e.color = color

@@ -117,7 +117,7 @@ def _shard_logits(predictor, dataset: ClipDataset, rows: np.ndarray, path: Path,
     if done:
         tqdm.write(f"{what}: resuming after {done} of {len(rows)} clips ({path})", file=sys.stderr)
     loader = clip_loader(dataset, batch_size, rows[done:].tolist(), pin_memory=predictor.accel.pin_memory)
-    bar = tqdm(total=len(rows), initial=done, desc=what, unit="clip", disable=not progress, leave=False,
+    bar = tqdm(total=len(rows), initial=done, desc=what, unit="clip", disable=not progress or None, leave=False,
                file=sys.stderr)
     last = time.monotonic()
     for _, part in iter_logits(predictor, loader, dataset.devices):

@@ -445,7 +445,7 @@ def _train_epoch(state: TrainerState, net: nn.Module, loader: DataLoader, augmen
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss·n, correct, n, kd part·n
     lr = state.optimizer.param_groups[0]["lr"]
     bar = tqdm(loader, desc=f"epoch {state.epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-               disable=not (cfg.progress and ddp.main), file=sys.stderr)
+               disable=not (cfg.progress and ddp.main) or None, file=sys.stderr)
     for i, batch in enumerate(bar):
         labels = accel.to(batch["label"])
         aug = augment(accel.to(batch["audio"]), batch["device"])
