@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import math
 import sys
 import time
@@ -212,7 +213,13 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     try:
         # a new run refuses a folder another process is writing at once; a resumed one waits for it
         with RunDir(run_dir).lock(wait=None if resume else False) if ddp.main else contextlib.nullcontext():
-            return _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+            result = _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+        if ddp.owns_group:
+            # the DDP wrapper (in reference cycles) holds the process group: free it while the group and every peer
+            # are alive, or its gloo threads are torn down at interpreter exit (std::terminate, exit -6)
+            gc.collect()
+            ddp.barrier()
+        return result
     finally:
         if ddp.owns_group:
             dist.destroy_process_group()
