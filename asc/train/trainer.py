@@ -208,12 +208,12 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
     if not cfg.data:
         raise ConfigError("data: the dataset root is not set (--data ROOT or data = \"...\" in the config)")
     check_writable_folder(run_dir, "run folder")
-    open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)  # before anything is written
+    layout = open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)  # before any write
     ddp = init_distributed(cfg.device)
     try:
         # a new run refuses a folder another process is writing at once; a resumed one waits for it
         with RunDir(run_dir).lock(wait=None if resume else False) if ddp.main else contextlib.nullcontext():
-            result = _fit(cfg, run_dir, resume, list(callbacks), model, ddp)
+            result = _fit(cfg, layout, run_dir, resume, list(callbacks), model, ddp)
         if ddp.owns_group:
             # the DDP wrapper (in reference cycles) holds the process group: free it while the group and every peer
             # are alive, or its gloo threads are torn down at interpreter exit (std::terminate, exit -6)
@@ -225,11 +225,10 @@ def fit(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, callbacks: 
             dist.destroy_process_group()
 
 
-def _fit(cfg: TrainConfig, run_dir: Path, resume: bool, callbacks: list[Any], given_model: nn.Module | None,
-         ddp: Dist) -> dict[str, Any]:
+def _fit(cfg: TrainConfig, layout, run_dir: Path, resume: bool, callbacks: list[Any],
+         given_model: nn.Module | None, ddp: Dist) -> dict[str, Any]:
     accel = resolve(cfg.device, cfg.autocast, ddp.local_rank)
     device = accel.device
-    layout = open_dataset(cfg.data, cfg.labels, train_split=cfg.split, allow_leak=cfg.allow_leak)
     cfg = resolve_config(dataclasses.replace(cfg, name=cfg.name or run_dir.name), layout.labels)
     run = RunDir(run_dir)
     checkpoint = _check_run_dir(cfg, run, resume)
